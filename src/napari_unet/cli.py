@@ -1,3 +1,407 @@
-"""Placeholder, replaced below."""
-def main(argv=None):
+"""The ``napari-unet`` command line: the engine without a GUI.
+
+Sub-commands: ``info``, ``train``, ``predict``, ``evaluate`` and ``demo``. Heavy modules (torch, the engine) are
+imported inside the sub-command that needs them, so ``napari-unet --version`` and ``napari-unet info`` stay fast.
+Every failure ends with a one-line message on stderr and a non-zero exit code; nothing is overwritten without
+``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+
+class CLIError(Exception):
+    """An error whose message is shown to the user as is (no traceback)."""
+
+
+# --------------------------------------------------------------------------------------------------- progress
+class _Progress:
+    """A small terminal progress line: redrawn in place on a TTY, a line every few seconds otherwise (CI logs)."""
+
+    def __init__(self, label: str, stream=None, every: float = 5.0) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = every
+        self._last = 0.0
+        self._start = time.monotonic()
+        self._shown = False
+
+    def update(self, done: float, total: float | None, extra: str = "", force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < (0.2 if self.tty else self.every):
+            return
+        self._last = now
+        elapsed = now - self._start
+        if total:
+            frac = min(max(done / total, 0.0), 1.0)
+            width = 28
+            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+            eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+            text = f"{self.label} [{bar}] {frac:6.1%} {elapsed:6.0f}s (eta {eta:4.0f}s) {extra}"
+        else:
+            text = f"{self.label} {done} {elapsed:6.0f}s {extra}"
+        if self.tty:
+            self.stream.write("\r" + text[:150].ljust(150))
+            self._shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _drain(gen: Generator, on_item: Callable[[Any], None]) -> Any:
+    """Run a core generator to the end, calling ``on_item`` per record; returns the generator's return value.
+
+    Ctrl-C closes the generator (the engine's cancel path, which keeps the last good checkpoint) and re-raises.
+    """
+    try:
+        while True:
+            on_item(next(gen))
+    except StopIteration as stop:
+        return stop.value
+    except KeyboardInterrupt:
+        gen.close()
+        raise
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+def _check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CLIError(f"{path} already exists; pass --overwrite to replace it")
+    if path.parent and not path.parent.exists():
+        raise CLIError(f"the folder {path.parent} does not exist")
+    return path
+
+
+def _check_input(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise CLIError(f"{path}: no such file")
+    if path.is_dir():
+        raise CLIError(f"{path} is a folder, expected a TIFF file")
+    return path
+
+
+def _parse_slices(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        start, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise CLIError(f"--val-slices expects START:STOP (e.g. 20:25), got {text!r}") from None
+    if not 0 <= start < stop:
+        raise CLIError(f"--val-slices {text}: need 0 <= START < STOP")
+    return start, stop
+
+
+def _tile_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"tile {value} is too small (at least 16 pixels)")
+    return value
+
+
+def _load_image(path: Path):
+    from .io import read_array
+
+    data, scale = read_array(path)
+    if data.ndim not in (2, 3):
+        raise CLIError(
+            f"{path}: expected a 2D image or a (Z, Y, X) stack, got shape {tuple(data.shape)}; "
+            "split channels or time points first"
+        )
+    return data, scale
+
+
+# --------------------------------------------------------------------------------------------------- commands
+def cmd_info(args: argparse.Namespace) -> int:
+    from .io import describe_tiff
+
+    for path in args.files:
+        print(describe_tiff(_check_input(path)))
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, args.overwrite)
+    image, scale = _load_image(_check_input(args.image))
+    labels, _ = _load_image(_check_input(args.labels))
+    if tuple(image.shape) != tuple(labels.shape):
+        raise CLIError(
+            f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must have the same shape"
+        )
+    from .train import TrainConfig
+
+    config = TrainConfig.preset(args.preset) if args.preset else TrainConfig()
+    overrides = {
+        "dense": args.dense or None,
+        "depth": args.depth,
+        "features": args.features,
+        "patch": args.patch,
+        "batch_size": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "padding": args.padding,
+        "iterations": args.iterations,
+        "minutes": args.minutes,
+        "val_slices": _parse_slices(args.val_slices),
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    if (
+        args.iterations is None
+        and args.minutes is None
+        and config.iterations is None
+        and config.minutes is None
+    ):
+        config.minutes = 10.0
+    return _run_training(image, labels, config, out, init=args.init, voxel_size=scale)
+
+
+def _run_training(image, labels, config, out: Path, *, init=None, voxel_size=None) -> int:
+    import shutil
+    import tempfile
+
+    from .train import train
+
+    total = config.iterations
+    bar = _Progress("train")
+    minutes = config.minutes
+
+    def show(rec) -> None:
+        extra = f"it {rec.iteration} loss {rec.loss:.4f}"
+        if rec.val:
+            extra += f" val dice {rec.val.get('mean_dice', float('nan')):.3f}"
+            bar.update(0, None, force=True)  # keep validation lines in the log
+        if total:
+            bar.update(rec.iteration, total, extra, force=bool(rec.val))
+        elif minutes:
+            bar.update(rec.elapsed, minutes * 60, extra, force=bool(rec.val))
+
+    with tempfile.TemporaryDirectory(prefix="napari-unet-train-") as tmp:
+        try:
+            result = _drain(
+                train(image, labels, config, init=init, checkpoint_dir=tmp, voxel_size=voxel_size), show
+            )
+        except KeyboardInterrupt:
+            bar.close()
+            best = Path(tmp) / "best.pt"
+            if best.exists():
+                shutil.copyfile(best, out)
+                print(f"interrupted: kept the best checkpoint so far in {out}", file=sys.stderr)
+            return 130
+        bar.close()
+        src = result.best_path or result.last_path
+        if src is None or not Path(src).exists():
+            raise CLIError("training produced no checkpoint")
+        shutil.copyfile(src, out)
+    hist = result.history or {}
+    val = hist.get("val_mean_dice") or hist.get("val_dice") or []
+    n_it = (hist.get("iteration") or [0])[-1] if hist.get("iteration") else 0
+    msg = f"saved {out} ({n_it} iterations"
+    if val:
+        msg += f", best validation Dice {max(val):.3f}"
+    print(msg + ")")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, args.overwrite)
+    prob_out = _check_output(args.probabilities, args.overwrite) if args.probabilities else None
+    image, scale = _load_image(_check_input(args.image))
+    from .checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(_check_input(args.model))
+    labels, probs = _run_prediction(image, model, meta, args, want_probabilities=prob_out is not None)
+    from .io import write_tiff
+
+    write_tiff(out, labels, scale=scale, labels=True, overwrite=args.overwrite)
+    print(f"wrote {out} {tuple(labels.shape)} {labels.dtype}")
+    if prob_out is not None:
+        # probabilities are (Z, K, Y, X): one channel per class, spatial scale kept
+        pscale = (scale[0], 1.0, *scale[1:]) if probs.ndim == 4 else (1.0, *scale)
+        write_tiff(
+            prob_out, probs, scale=pscale, axes="ZCYX" if probs.ndim == 4 else "CYX", overwrite=args.overwrite
+        )
+        print(f"wrote {prob_out} {tuple(probs.shape)} {probs.dtype}")
+    return 0
+
+
+def _run_prediction(image, model, meta, args, *, want_probabilities: bool):
+    from .predict import predict_stack
+
+    bar = _Progress("predict")
+
+    def show(rec) -> None:
+        bar.update(
+            rec.slice_index + (rec.tiles_done / max(rec.tiles_total, 1)),
+            rec.n_slices,
+            f"slice {rec.slice_index + 1}/{rec.n_slices}",
+        )
+
+    gen = predict_stack(
+        image,
+        model,
+        meta,
+        want_probabilities=want_probabilities,
+        tile=args.tile,
+        batch_size=args.batch,
+        device=args.device,
+        tta=args.tta,
+    )
+    result = _drain(gen, show)
+    bar.close()
+    print(
+        f"predicted {tuple(image.shape)} on {result.device} with tile {result.tile}, batch {result.batch_size} "
+        f"in {result.seconds:.1f} s"
+    )
+    return result.labels, result.probabilities
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .metrics import evaluate, format_metrics
+
+    pred, _ = _load_image(_check_input(args.prediction))
+    gt, _ = _load_image(_check_input(args.ground_truth))
+    if tuple(pred.shape) != tuple(gt.shape):
+        raise CLIError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if args.slices:
+        start, stop = _parse_slices(args.slices)
+        pred, gt = pred[start:stop], gt[start:stop]
+    print(format_metrics(evaluate(pred, gt, foreground=args.foreground)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        out_dir=Path(args.out),
+        minutes=args.minutes,
+        iterations=args.iterations,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+
+
+# --------------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-unet",
+        description="Train and apply a U-Net on microscopy stacks (TIFF), without the GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe TIFF files as the napari-unet reader sees them")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a U-Net from an image stack and a labels stack")
+    p.add_argument("image", help="image TIFF, (Y, X) or (Z, Y, X)")
+    p.add_argument("labels", help="labels TIFF of the same shape (0 = not annotated unless --dense)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="where to save the best model")
+    p.add_argument(
+        "--dense", action="store_true", help="every label value is a class (e.g. ground truth 0/255)"
+    )
+    p.add_argument("--val-slices", metavar="A:B", help="hold out slices A..B-1 for validation")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, help="time budget (default 10 when no budget is given)")
+    budget.add_argument("--iterations", type=int, help="iteration budget")
+    p.add_argument("--preset", choices=["fast-cpu", "accurate-gpu"], help="start from a preset configuration")
+    p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
+    p.add_argument("--features", type=int, help="feature maps at the first level")
+    p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
+    p.add_argument("--patch", type=int, help="training patch side in pixels")
+    p.add_argument("--batch", type=int, help="patches per iteration")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--init", metavar="MODEL.pt", help="fine-tune from this checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="segment a stack with a trained model (overlap-tile, seam-free)")
+    p.add_argument("image")
+    p.add_argument("--model", required=True, metavar="MODEL.pt")
+    p.add_argument("-o", "--output", required=True, metavar="LABELS.tif")
+    p.add_argument("--probabilities", metavar="PROB.tif", help="also write per-class probabilities (float32)")
+    p.add_argument(
+        "--tile", type=_tile_arg, default="auto", help="input tile side in pixels, or auto (default)"
+    )
+    p.add_argument("--batch", type=int, default=None, help="tiles per forward pass (default: auto)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "evaluate", help="compare a prediction with ground truth (Dice/IoU, pixel and Rand error)"
+    )
+    p.add_argument("prediction")
+    p.add_argument("ground_truth")
+    p.add_argument(
+        "--foreground", type=int, help="label value of the membrane/boundary class (default: guessed)"
+    )
+    p.add_argument("--slices", metavar="A:B", help="evaluate slices A..B-1 only")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "demo", help="train on the bundled EM sample, predict, write TIFFs + PNG, print metrics"
+    )
+    p.add_argument("--out", default="napari-unet-demo", help="output folder (default ./napari-unet-demo)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
+    p.add_argument("--iterations", type=int, help="iteration budget instead of minutes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as err:
+        print(f"napari-unet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-unet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as err:
+        # engine errors carry a sentence meant for the user (shape rules, missing annotations, bad files)
+        print(f"napari-unet {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
