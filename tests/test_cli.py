@@ -32,7 +32,7 @@ def tiny_stack(tmp_path):
         resolution=(1 / 0.004, 1 / 0.004),
         metadata={"axes": "ZYX", "spacing": 0.05, "unit": "um"},
     )
-    tifffile.imwrite(lab_path, labels, metadata={"axes": "ZYX"})
+    tifffile.imwrite(lab_path, labels, photometric="minisblack", metadata={"axes": "ZYX"})
     return img_path, lab_path, image, labels
 
 
@@ -142,6 +142,6 @@ def test_predict_refuses_a_non_checkpoint(tiny_stack, tmp_path, capsys):
 def test_train_rejects_shape_mismatch(tiny_stack, tmp_path, capsys):
     img_path, _, image, _ = tiny_stack
     other = tmp_path / "other_labels.tif"
-    tifffile.imwrite(other, np.ones((2, 64, 64), np.uint8))
+    tifffile.imwrite(other, np.ones((2, 64, 64), np.uint8), photometric="minisblack")
     assert main(["train", str(img_path), str(other), "-o", str(tmp_path / "m.pt"), "--iterations", "1"]) == 2
     assert "same shape" in capsys.readouterr().err

@@ -121,6 +121,18 @@ def _tile_arg(text: str) -> int | str:
     return value
 
 
+def _batch_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"batch must be at least 1, got {value}")
+    return value
+
+
 def _load_image(path: Path):
     from .io import read_array
 
@@ -354,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tile", type=_tile_arg, default="auto", help="input tile side in pixels, or auto (default)"
     )
-    p.add_argument("--batch", type=int, default=None, help="tiles per forward pass (default: auto)")
+    p.add_argument("--batch", type=_batch_arg, default="auto", help="tiles per forward pass, or auto (default)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
     p.add_argument("--overwrite", action="store_true")
