@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="time budget (default 10 when no budget is given)")
     budget.add_argument("--iterations", type=int, help="iteration budget")
-    p.add_argument("--preset", choices=["fast-cpu", "accurate-gpu"], help="start from a preset configuration")
+    p.add_argument("--preset", choices=["fast-cpu", "accurate-gpu", "paper"], help="start from a preset configuration")
     p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
     p.add_argument("--features", type=int, help="feature maps at the first level")
     p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
