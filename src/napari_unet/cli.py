@@ -134,15 +134,22 @@ def _batch_arg(text: str) -> int | str:
 
 
 def _load_image(path: Path):
-    from .io import read_array
+    """First series of a TIFF as ``(Y, X)`` or ``(Z, Y, X)`` (lazy when big), its voxel size and units."""
+    from .io import read_array, read_tiff
 
-    data, scale = read_array(path)
+    first = read_tiff(path)[0]
+    if first.rgb or "C" in first.axes or "S" in first.axes:
+        raise CLIError(
+            f"{path}: has colour channels (axes {first.axes}, shape {tuple(first.data.shape)}); the command line "
+            "works on single-channel (Z, Y, X) stacks: save one channel per file first"
+        )
+    data, scale, units = read_array(path, with_units=True)
     if data.ndim not in (2, 3):
         raise CLIError(
             f"{path}: expected a 2D image or a (Z, Y, X) stack, got shape {tuple(data.shape)}; "
-            "split channels or time points first"
+            "split time points into separate files first"
         )
-    return data, scale
+    return data, scale, units
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -156,8 +163,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     out = _check_output(args.output, args.overwrite)
-    image, scale = _load_image(_check_input(args.image))
-    labels, _ = _load_image(_check_input(args.labels))
+    image, scale, _ = _load_image(_check_input(args.image))
+    labels, _, _ = _load_image(_check_input(args.labels))
     if tuple(image.shape) != tuple(labels.shape):
         raise CLIError(
             f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must have the same shape"
@@ -242,14 +249,14 @@ def _run_training(image, labels, config, out: Path, *, init=None, voxel_size=Non
 def cmd_predict(args: argparse.Namespace) -> int:
     out = _check_output(args.output, args.overwrite)
     prob_out = _check_output(args.probabilities, args.overwrite) if args.probabilities else None
-    image, scale = _load_image(_check_input(args.image))
+    image, scale, units = _load_image(_check_input(args.image))
     from .checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(_check_input(args.model))
     labels, probs = _run_prediction(image, model, meta, args, want_probabilities=prob_out is not None)
     from .io import write_tiff
 
-    write_tiff(out, labels, scale=scale, labels=True, overwrite=args.overwrite)
+    write_tiff(out, labels, scale=scale, units=units, labels=True, overwrite=args.overwrite)
     print(f"wrote {out} {tuple(labels.shape)} {labels.dtype}")
     if prob_out is not None:
         # probabilities are (Z, K, Y, X): one channel per class, spatial scale kept
@@ -297,8 +304,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .metrics import evaluate, format_metrics
 
-    pred, _ = _load_image(_check_input(args.prediction))
-    gt, _ = _load_image(_check_input(args.ground_truth))
+    pred, _, _ = _load_image(_check_input(args.prediction))
+    gt, _, _ = _load_image(_check_input(args.ground_truth))
     if tuple(pred.shape) != tuple(gt.shape):
         raise CLIError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
     pred, gt = np.asarray(pred), np.asarray(gt)
@@ -345,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="time budget (default 10 when no budget is given)")
     budget.add_argument("--iterations", type=int, help="iteration budget")
-    p.add_argument("--preset", choices=["fast-cpu", "accurate-gpu", "paper"], help="start from a preset configuration")
+    p.add_argument(
+        "--preset", choices=["fast-cpu", "accurate-gpu", "paper"], help="start from a preset configuration"
+    )
     p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
     p.add_argument("--features", type=int, help="feature maps at the first level")
     p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
@@ -366,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tile", type=_tile_arg, default="auto", help="input tile side in pixels, or auto (default)"
     )
-    p.add_argument("--batch", type=_batch_arg, default="auto", help="tiles per forward pass, or auto (default)")
+    p.add_argument(
+        "--batch", type=_batch_arg, default="auto", help="tiles per forward pass, or auto (default)"
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
     p.add_argument("--overwrite", action="store_true")

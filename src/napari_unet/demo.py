@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from importlib.resources import as_file, files
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +21,9 @@ HELD_OUT = (8, 10)
 
 def sample_paths() -> tuple[Path, Path]:
     """Paths of the bundled sample image and labels (inside the installed package)."""
-    root = files("napari_unet.sample_data")
-    paths = []
-    for name in (SAMPLE_IMAGE, SAMPLE_LABELS):
-        with as_file(root / name) as path:
-            paths.append(Path(path))
-    return paths[0], paths[1]
+    from ._sample_data import sample_path
+
+    return sample_path(SAMPLE_IMAGE), sample_path(SAMPLE_LABELS)
 
 
 def overview_png(
@@ -93,7 +89,7 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     image_path, labels_path = sample_paths()
-    image, scale = read_array(image_path)
+    image, scale, units = read_array(image_path, with_units=True)
     labels, _ = read_array(labels_path)
     image, labels = np.asarray(image), np.asarray(labels)
     dev = select_device(device)
@@ -139,7 +135,7 @@ def run_demo(
         lambda r: bar.update(r.slice_index + r.tiles_done / max(r.tiles_total, 1), r.n_slices),
     ).labels
     bar.close()
-    write_tiff(outputs[1], pred, scale=scale, labels=True, overwrite=True)
+    write_tiff(outputs[1], pred, scale=scale, units=units, labels=True, overwrite=True)
     s = HELD_OUT[1] - 1
     iio.imwrite(outputs[2], overview_png(image[s], labels[s], pred[s]))
 
