@@ -22,6 +22,7 @@ LIGHT = [
     "napari_unet.metrics",
     "napari_unet.transforms",
     "napari_unet.cli",
+    "napari_unet.session",
 ]
 ENGINE = [
     "napari_unet.model",

@@ -153,17 +153,18 @@ class ModelSession:
         self.changed.emit(self._current)
         return dest
 
-    def new_run_dir(self) -> Path:
-        """A fresh folder for one training run's checkpoints (``.../run-001``, ``run-002``...).
+    def new_run_dir(self, prefix: str = "run") -> Path:
+        """A fresh folder under the session's temporary folder (``.../run-001``, ``run-002``...).
 
-        Earlier runs keep their folders, so the current model's file stays valid while a new run writes its own.
-        Everything is removed when the session is garbage collected or Python exits; use :meth:`save` to keep
-        a model.
+        Training writes one run's checkpoints there; earlier runs keep their folders, so the current model's
+        file stays valid while a new run writes its own. Segmentation of stacks too large for memory writes its
+        disk-backed outputs into one (``prefix="output"``). Everything is removed when the session is garbage
+        collected or Python exits; use :meth:`save` (or napari's File ▸ Save) to keep things.
         """
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="napari-unet-")
         self._runs += 1
-        run = Path(self._tmp.name) / f"run-{self._runs:03d}"
+        run = Path(self._tmp.name) / f"{prefix}-{self._runs:03d}"
         run.mkdir(parents=True, exist_ok=False)
         return run
 
@@ -174,8 +175,15 @@ _SESSIONS: dict[int, ModelSession] = {}
 def session_for(owner: Any) -> ModelSession:
     """The :class:`ModelSession` of ``owner`` (normally a ``napari.Viewer``), created on first use.
 
-    The session is dropped when ``owner`` is garbage collected.
+    napari hands each plugin widget its own proxy of the viewer (``PublicOnlyProxy``); the proxy is unwrapped so
+    that every widget of one viewer gets the same session. The session is dropped when the viewer is garbage
+    collected.
     """
+    for _ in range(8):  # proxies of proxies, should anyone nest them
+        inner = getattr(owner, "__wrapped__", None)
+        if inner is None or inner is owner:
+            break
+        owner = inner
     key = id(owner)
     session = _SESSIONS.get(key)
     if session is None:

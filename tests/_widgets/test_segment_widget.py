@@ -1,0 +1,263 @@
+"""The "Segment with U-Net" widget in a real viewer, with a tiny real model (depth 2, 4 features) on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unet._widgets import segment as segment_module
+from napari_unet._widgets._runner import Outcome
+from napari_unet._widgets.segment import SCOPE_SLICE, SCOPE_STACK, SegmentWidget
+from napari_unet.session import session_for
+
+TIMEOUT = 30_000
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for each other can
+    turn milliseconds into seconds."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A real (untrained) checkpoint: 2 classes written as label values 1 and 2."""
+    from napari_unet.checkpoint import save_checkpoint
+    from napari_unet.model import UNet
+
+    model = UNet(in_channels=1, n_classes=2, depth=2, features=4)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(
+        path,
+        model,
+        normalization={"mode": "percentile", "low": 0.0, "high": 255.0},
+        label_values=[1, 2],
+        class_names=["membrane", "cell"],
+    )
+    from napari_unet.checkpoint import read_checkpoint
+
+    meta = {k: v for k, v in read_checkpoint(path).items() if k != "state_dict"}
+    return path, meta
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widgets send to napari as error notifications."""
+    seen: list[str] = []
+    monkeypatch.setattr(segment_module, "show_error", seen.append)
+    monkeypatch.setattr("napari_unet._widgets._runner.show_error", seen.append)
+    return seen
+
+
+def _image(shape=(3, 64, 64)):
+    return np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
+
+
+def _widget(viewer, tiny_model=None) -> SegmentWidget:
+    """The widget as napari makes it (from the manifest, docked, with napari's viewer proxy)."""
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
+    assert isinstance(w, SegmentWidget)
+    if tiny_model is not None:
+        session_for(viewer).set(tiny_model[0], tiny_model[1], description="tiny test model")
+    return w
+
+
+def _run(qtbot, w: SegmentWidget) -> Outcome:
+    with qtbot.waitSignal(w.runner.finished, timeout=TIMEOUT) as blocker:
+        assert w.run()
+    return blocker.args[0]
+
+
+def test_both_widgets_load_from_the_manifest_and_share_the_session(make_napari_viewer, tiny_model):
+    from napari_unet._widgets.train import TrainWidget
+
+    viewer = make_napari_viewer()
+    _dock, trainer = viewer.window.add_plugin_dock_widget("napari-unet", "Train U-Net")
+    _dock, segmenter = viewer.window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
+    assert isinstance(trainer, TrainWidget) and isinstance(segmenter, SegmentWidget)
+    # napari gives each plugin widget its own proxy of the viewer: the session must still be the viewer's
+    assert trainer.session is segmenter.session is session_for(viewer)
+    trainer.session.set(tiny_model[0], tiny_model[1], description="tiny test model")
+    assert segmenter.model_info.value == "tiny test model"
+    assert "tiny test model" in trainer.model_info.value and trainer.save_button.enabled
+
+
+def test_whole_stack_adds_one_labels_layer_then_updates_it(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    data = _image()
+    image = viewer.add_image(data.copy(), name="em", scale=(2.0, 0.5, 0.5), translate=(10.0, 1.0, 2.0))
+    w = _widget(viewer, tiny_model)
+    assert w.image_layer.value == image  # preselected (napari hands the widget a proxy of the layer)
+    assert w.scope.value == SCOPE_STACK
+
+    outcome = _run(qtbot, w)
+    assert outcome.error is None and not outcome.cancelled
+    assert [layer.name for layer in viewer.layers] == ["em", "em U-Net"]
+    out = viewer.layers["em U-Net"]
+    assert out.data.shape == data.shape
+    np.testing.assert_allclose(out.scale, image.scale)
+    np.testing.assert_allclose(out.translate, image.translate)
+    assert set(np.unique(out.data)) <= {1, 2}  # the model's label values, every pixel predicted
+
+    out.data = np.full_like(out.data, 7)  # a second run must replace the data of the same layer object
+    _run(qtbot, w)
+    assert [layer.name for layer in viewer.layers] == ["em", "em U-Net"]
+    assert viewer.layers["em U-Net"] is out
+    assert set(np.unique(out.data)) <= {1, 2}
+    np.testing.assert_array_equal(image.data, data)  # the user's layer is untouched
+
+    # current slice: only that slice of the same layer is written
+    out.data = np.full(out.data.shape, 7, dtype=out.data.dtype)
+    viewer.dims.set_current_step(0, 2)
+    w.scope.value = SCOPE_SLICE
+    _run(qtbot, w)
+    assert viewer.layers["em U-Net"] is out and len(viewer.layers) == 2
+    assert (out.data[:2] == 7).all()
+    assert set(np.unique(out.data[2])) <= {1, 2}
+    assert "slice 2" in w.status.value
+
+
+def test_current_slice_on_a_fresh_stack_creates_full_size_layer(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="em", scale=(3.0, 1.0, 1.0))
+    viewer.dims.set_current_step(0, 1)
+    w = _widget(viewer, tiny_model)
+    w.scope.value = SCOPE_SLICE
+    _run(qtbot, w)
+    out = viewer.layers["em U-Net"]
+    assert out.data.shape == (3, 64, 64)
+    assert (out.data[[0, 2]] == 0).all() and (out.data[1] > 0).all()
+
+
+def test_probabilities_layer_lines_up_with_the_stack(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="em", scale=(2.0, 0.5, 0.5))
+    w = _widget(viewer, tiny_model)
+    w.probabilities.value = True
+    _run(qtbot, w)
+    probs = viewer.layers["em U-Net probabilities"]
+    assert probs.data.shape == (2, 3, 64, 64)  # class axis first, so Z/Y/X align with the image
+    np.testing.assert_allclose(probs.scale, (1.0, 2.0, 0.5, 0.5))
+    np.testing.assert_allclose(np.asarray(probs.data).sum(axis=0), 1.0, atol=1e-4)
+    labels = viewer.layers["em U-Net"].data
+    np.testing.assert_array_equal(np.asarray(probs.data).argmax(axis=0) + 1, labels)
+    _run(qtbot, w)
+    assert len(viewer.layers) == 3
+
+
+def test_2d_image_and_model_file(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image((64, 80)), name="slice")
+    w = _widget(viewer)  # no session model: use the file
+    w.model_source.value = "model file"
+    w.model_file.value = tiny_model[0]
+    w.tile.value = "48"  # several tiles, rounded to a size the network accepts
+    _run(qtbot, w)
+    out = viewer.layers["slice U-Net"]
+    assert out.data.shape == (64, 80)
+    assert set(np.unique(out.data)) <= {1, 2}
+
+
+def test_disk_backed_output_for_big_lazy_stacks(make_napari_viewer, qtbot, tiny_model, monkeypatch):
+    import dask.array as da
+
+    monkeypatch.setattr(segment_module, "RAM_FRACTION", 1e-9)  # every output counts as "bigger than RAM"
+    viewer = make_napari_viewer()
+    data = _image()
+    viewer.add_image(da.from_array(data, chunks=(1, 64, 64)), name="lazy")
+    w = _widget(viewer, tiny_model)
+    w.probabilities.value = True
+    _run(qtbot, w)
+    out = viewer.layers["lazy U-Net"]
+    assert not isinstance(out.data, np.ndarray)  # a zarr array on disk
+    assert set(np.unique(np.asarray(out.data))) <= {1, 2}
+    whole = np.asarray(out.data).copy()
+
+    viewer.dims.set_current_step(1, 1)  # axis 0 is the probability layer's class axis
+    w.scope.value = SCOPE_SLICE
+    out.data[1] = 9  # the zarr-backed layer accepts the one-slice update
+    _run(qtbot, w)
+    np.testing.assert_array_equal(np.asarray(out.data)[1], whole[1])
+    probs = viewer.layers["lazy U-Net probabilities"]
+    np.testing.assert_allclose(np.asarray(probs.data).sum(axis=0), 1.0, atol=1e-4)
+
+
+def test_bad_inputs_are_notifications_in_words(make_napari_viewer, errors, tiny_model):
+    viewer = make_napari_viewer()
+    w = _widget(viewer)
+    assert not w.run()
+    assert "image layer" in errors[-1]
+
+    viewer.add_image(_image(), name="em")
+    assert not w.run()
+    assert "no model in this session" in errors[-1]
+
+    session_for(viewer).set(tiny_model[0], tiny_model[1])
+    viewer.layers.clear()
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
+    assert not w.run()
+    assert "RGB" in errors[-1]
+
+    viewer.layers.clear()
+    viewer.add_image(np.zeros((2, 2, 32, 32), np.uint8), name="movie")
+    assert not w.run()
+    assert "4 dimensions" in errors[-1]
+
+    viewer.layers.clear()
+    viewer.add_image(_image(), name="em")
+    w.tile.value = "big"
+    assert not w.run()
+    assert "tile must be 'auto' or a whole number" in errors[-1]
+    assert not w.runner.busy and [layer.name for layer in viewer.layers] == ["em"]
+
+
+def test_channel_mismatch_and_broken_file_are_notifications(make_napari_viewer, qtbot, errors, tmp_path):
+    from napari_unet.checkpoint import save_checkpoint
+    from napari_unet.model import UNet
+
+    path = tmp_path / "two_channels.pt"
+    save_checkpoint(
+        path,
+        UNet(in_channels=2, n_classes=2, depth=2, features=4),
+        normalization={"mode": "percentile", "low": 0.0, "high": 255.0},
+        label_values=[1, 2],
+        class_names=["a", "b"],
+    )
+    viewer = make_napari_viewer()
+    viewer.add_image(_image(), name="em")
+    w = _widget(viewer)
+    w.model_source.value = "model file"
+    w.model_file.value = path
+    outcome = _run(qtbot, w)
+    assert outcome.error is not None
+    assert "2 channels" in errors[-1]
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    w.model_file.value = broken
+    _run(qtbot, w)
+    assert "not a napari-unet checkpoint" in errors[-1]
+    assert [layer.name for layer in viewer.layers] == ["em"]  # nothing added on failure
+    assert w.run_button.text == "Segment" and w.run_button.enabled
+
+
+def test_cancel_leaves_layers_unchanged(make_napari_viewer, qtbot, tiny_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(_image((40, 256, 256)), name="big")
+    w = _widget(viewer, tiny_model)
+    w.tile.value = "32"  # many small tiles: many yields
+    assert w.run()
+    assert w.run_button.text == "Cancel"
+    qtbot.waitUntil(lambda: "tile" in w.runner._pbar.desc if w.runner._pbar else False, timeout=TIMEOUT)
+    w.run_button.native.click()  # the same button cancels
+    with qtbot.waitSignal(w.runner.finished, timeout=2000) as blocker:
+        pass
+    assert blocker.args[0].cancelled
+    assert [layer.name for layer in viewer.layers] == ["big"]
+    assert w.run_button.text == "Segment"
+    assert "cancelled" in w.status.value

@@ -1,0 +1,257 @@
+"""The "Train U-Net" widget in a real viewer: real engine, tiny model (depth 2, 4 features), a few iterations."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_unet._widgets import train as train_module
+from napari_unet._widgets.train import (
+    BUDGET_ITERATIONS,
+    BUDGET_MINUTES,
+    CONTINUE_MODEL,
+    PRESETS,
+    PREVIEW_LAYER,
+    UI_FIELDS,
+    TrainWidget,
+)
+from napari_unet.session import session_for
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for each other can
+    turn milliseconds into seconds."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(shape=(3, 64, 64)):
+    """A grid of bright 'membranes' on a darker, noisy background, and strokes of both classes on slice 0."""
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices(shape)
+    membrane = ((y % 16) < 2) | ((x % 16) < 2)
+    image = (60 + 120 * membrane + rng.normal(0, 10, shape)).clip(0, 255).astype(np.uint8)
+    strokes = np.zeros(shape, np.uint8)
+    strokes[0, 16:18, 4:60] = 1  # along a membrane
+    strokes[0, 4:60, 32:34] = 1
+    strokes[0, 6:12, 6:12] = 2  # inside cells
+    strokes[0, 38:44, 40:46] = 2
+    strokes[0, 52:58, 20:26] = 2
+    return image, strokes
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    seen: list[str] = []
+    monkeypatch.setattr(train_module, "show_error", seen.append)
+    monkeypatch.setattr("napari_unet._widgets._runner.show_error", seen.append)
+    return seen
+
+
+def _widget(viewer, iterations=6) -> TrainWidget:
+    """The widget as napari makes it (from the manifest, docked), set for a tiny, quick model."""
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-unet", "Train U-Net")
+    assert isinstance(w, TrainWidget)
+    w.advanced.value = True
+    w.depth.value, w.features.value = 2, 4
+    w.patch.value, w.batch_size.value = 32, 2
+    w.val_every.value = 5
+    w.budget_unit.value = BUDGET_ITERATIONS
+    w.budget.value = iterations
+    w.device.value = "cpu"
+    return w
+
+
+def _viewer_with_data(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image, strokes = _data()
+    viewer.add_image(image, name="em", scale=(3.0, 1.0, 1.0))
+    viewer.add_labels(strokes, name="strokes", scale=(3.0, 1.0, 1.0))
+    return viewer, image, strokes
+
+
+def _train(qtbot, w):
+    with qtbot.waitSignal(w.runner.finished, timeout=TIMEOUT) as blocker:
+        assert w.train()
+    return blocker.args[0]
+
+
+def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(make_napari_viewer, qtbot, tmp_path):
+    viewer, image, strokes = _viewer_with_data(make_napari_viewer)
+    viewer.dims.set_current_step(0, 1)
+    w = _widget(viewer)
+    assert w.image_layer.value == viewer.layers["em"]  # preselected
+    assert w.labels_layer.value == viewer.layers["strokes"]
+    assert not w.save_button.enabled
+
+    outcome = _train(qtbot, w)
+    assert outcome.error is None and not outcome.cancelled, outcome
+    assert "running on CPU" in w.device_info.value
+    # the curve: one loss point per iteration and validations at 5 and at the end
+    assert [it for it, _ in w.plot.loss_points] == list(range(1, 7))
+    assert [it for it, _ in w.plot.val_points] == [5, 6]
+    # the model is kept in the session
+    model = session_for(viewer).current
+    assert model is not None and model.path.is_file() and model.path.name == "best.pt"
+    assert model.label_values == [1, 2]
+    assert "trained on 'em', 6 it." in model.description
+    assert w.save_button.enabled and w.train_button.text == "Train"
+    # the preview: one layer of the widget's, on the slice the viewer shows
+    assert [layer.name for layer in viewer.layers] == ["em", "strokes", PREVIEW_LAYER]
+    preview = viewer.layers[PREVIEW_LAYER]
+    assert preview.data.shape == (1, 64, 64)
+    assert set(np.unique(preview.data)) <= {1, 2}
+    np.testing.assert_allclose(preview.translate, (3.0, 0.0, 0.0))  # slice 1 at Z scale 3
+    # the user's layers are untouched
+    np.testing.assert_array_equal(viewer.layers["em"].data, image)
+    np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
+
+    # Save model… (without the dialog) writes a checkpoint that loads
+    from napari_unet.checkpoint import load_checkpoint
+
+    dest = w.save_model(tmp_path / "my_model")
+    assert dest == tmp_path / "my_model.pt"
+    _model, meta = load_checkpoint(dest)
+    assert meta["label_values"] == [1, 2]
+    assert session_for(viewer).current.saved_to == dest
+    assert "saved as my_model.pt" in w.model_info.value
+
+    # fine-tuning the session model starts from it and replaces it
+    first = model.path
+    w.model_source.value = CONTINUE_MODEL
+    w.budget.value = 2
+    outcome = _train(qtbot, w)
+    assert outcome.error is None
+    assert session_for(viewer).current.path != first
+    assert len([layer for layer in viewer.layers if layer.name == PREVIEW_LAYER]) <= 1
+
+
+def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_viewer, qtbot):
+    from napari.utils import progress
+    from qtpy.QtCore import QTimer
+
+    viewer, image, strokes = _viewer_with_data(make_napari_viewer)
+    names_before = [layer.name for layer in viewer.layers]
+    w = _widget(viewer)
+    w.budget_unit.value = BUDGET_MINUTES
+    w.budget.value = 5.0
+    w.val_every.value = 5
+
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    try:
+        assert w.train()
+        assert w.train_button.text == "Cancel"
+        qtbot.waitUntil(lambda: len(w.plot.val_points) >= 1, timeout=TIMEOUT)
+        bars = [bar for bar in progress._all_instances if str(bar.desc).startswith("Training")]
+        assert len(bars) == 1 and bars[0].total == 300  # a 5-minute budget counts seconds
+        # the event loop keeps running while training: a 50 Hz timer fires all through a second of it
+        n_ticks = len(ticks)
+        qtbot.wait(1000)
+        assert w.runner.busy
+        assert len(ticks) - n_ticks >= 10, f"only {len(ticks) - n_ticks} timer ticks in 1 s of training"
+        t0 = time.monotonic()
+        with qtbot.waitSignal(w.runner.finished, timeout=5000) as blocker:
+            w.train_button.native.click()  # the Train button is the Cancel button now
+        stopped_after = time.monotonic() - t0
+    finally:
+        timer.stop()
+    outcome = blocker.args[0]
+    assert outcome.cancelled and outcome.error is None
+    assert stopped_after < 2.0
+    assert outcome.value.path is not None and outcome.value.path.name == "best.pt"
+    assert not [bar for bar in progress._all_instances if str(bar.desc).startswith("Training")]
+    assert session_for(viewer).current.path == outcome.value.path  # the best model so far is kept
+    assert "cancelled" in w.status.value
+    assert w.train_button.text == "Train" and w.train_button.enabled
+    names_after = [layer.name for layer in viewer.layers]
+    assert names_after[: len(names_before)] == names_before
+    assert set(names_after[len(names_before) :]) <= {PREVIEW_LAYER}
+    np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
+
+
+def test_bad_inputs_are_notifications_in_words(make_napari_viewer, qtbot, errors):
+    viewer = make_napari_viewer()
+    image, strokes = _data()
+    w = _widget(viewer)
+    assert not w.train()
+    assert "image" in errors[-1]
+
+    viewer.add_image(image, name="em")
+    assert not w.train()
+    assert "Paint a few strokes" in errors[-1]
+
+    viewer.add_labels(np.zeros((3, 32, 32), np.uint8), name="wrong size")
+    w.labels_layer.value = viewer.layers["wrong size"]
+    assert not w.train()
+    assert "do not have the shape" in errors[-1] and "3×32×32" in errors[-1]
+
+    empty = viewer.add_labels(np.zeros_like(strokes), name="empty")
+    w.labels_layer.value = empty
+    outcome = _train(qtbot, w)
+    assert outcome.error is not None
+    assert "no annotations" in errors[-1]
+
+    one_class = viewer.add_labels(np.where(strokes == 1, 1, 0).astype(np.uint8), name="one class")
+    w.labels_layer.value = one_class
+    _train(qtbot, w)
+    assert "only one class" in errors[-1]
+
+    w.model_source.value = CONTINUE_MODEL
+    assert not w.train()
+    assert "no model in this session" in errors[-1]
+    assert session_for(viewer).current is None
+    assert [layer.name for layer in viewer.layers] == ["em", "wrong size", "empty", "one class"]
+
+
+def test_presets_match_the_engine():
+    from napari_unet.train import TrainConfig
+
+    for preset in PRESETS.values():
+        config = TrainConfig.preset(preset["engine"])
+        for name in UI_FIELDS:
+            assert getattr(config, name) == pytest.approx(preset[name]), (preset["engine"], name)
+
+
+def test_out_of_memory_becomes_advice():
+    from napari_unet._widgets._runner import user_message
+
+    class OutOfMemoryError(RuntimeError):  # torch's class name, without importing torch
+        pass
+
+    text = user_message(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "Training")
+    assert text.startswith("Training ran out of memory. Lower the batch size or the patch/tile size")
+    assert (
+        user_message(ValueError("only one class painted"), "Training")
+        == "Training stopped: only one class painted"
+    )
+
+
+def test_session_save_and_run_folders(tmp_path):
+    from napari_unet.session import ModelSession
+
+    session = ModelSession()
+    with pytest.raises(RuntimeError, match="no model to save"):
+        session.save(tmp_path / "m.pt")
+    first, second = session.new_run_dir(), session.new_run_dir()
+    assert first != second and first.is_dir() and second.is_dir()
+    checkpoint = first / "best.pt"
+    checkpoint.write_bytes(b"weights")
+    seen = []
+    session.changed.connect(seen.append)
+    session.set(checkpoint, {"label_values": [1, 2], "state_dict": {"w": 0}}, description="d")
+    assert "state_dict" not in session.current.meta and session.current.label_values == [1, 2]
+    dest = session.save(tmp_path / "sub" / "model")
+    assert dest == tmp_path / "sub" / "model.pt" and dest.read_bytes() == b"weights"
+    assert session.current.saved_to == dest and session.current.path == checkpoint
+    assert [m is not None for m in seen] == [True, True]
