@@ -109,28 +109,21 @@ def _parse_slices(text: str | None) -> tuple[int, int] | None:
     return start, stop
 
 
-def _tile_arg(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-    if value < 16:
-        raise argparse.ArgumentTypeError(f"tile {value} is too small (at least 16 pixels)")
-    return value
+def _auto_or_int(name: str, minimum: int) -> Callable[[str], int | str]:
+    """argparse type: the word 'auto' or an integer of at least ``minimum``."""
 
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
+        return value
 
-def _batch_arg(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"batch must be at least 1, got {value}")
-    return value
+    return parse
 
 
 def _load_image(path: Path):
@@ -373,10 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="LABELS.tif")
     p.add_argument("--probabilities", metavar="PROB.tif", help="also write per-class probabilities (float32)")
     p.add_argument(
-        "--tile", type=_tile_arg, default="auto", help="input tile side in pixels, or auto (default)"
+        "--tile",
+        type=_auto_or_int("tile", 16),
+        default="auto",
+        help="input tile side in pixels, or auto (default)",
     )
     p.add_argument(
-        "--batch", type=_batch_arg, default="auto", help="tiles per forward pass, or auto (default)"
+        "--batch",
+        type=_auto_or_int("batch", 1),
+        default="auto",
+        help="tiles per forward pass, or auto (default)",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")

@@ -114,8 +114,9 @@ class TrainConfig:
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     amp : bool
         Mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling); never on CPU/MPS.
-    augment, elastic : bool
-        Augmentation on/off, and the elastic deformation in particular.
+    augment, elastic, intensity : bool
+        Augmentation on/off (flips and 90-degree rotations are always part of it), and in particular the elastic
+        deformation and the intensity jitter (gain, offset, gamma, noise, blur).
     class_names : list of str or None
         One name per class (in the order of the sorted label values); default "class <value>".
     dice_weight : float
@@ -154,6 +155,7 @@ class TrainConfig:
     amp: bool = True
     augment: bool = True
     elastic: bool = True
+    intensity: bool = True
     class_names: list[str] | None = None
     dice_weight: float = 1.0
     class_weight_power: float | None = None
@@ -1003,7 +1005,7 @@ def train(
     rng = np.random.default_rng(config.seed)
     aug = None
     if config.augment:
-        aug = AugmentConfig(elastic=config.elastic)
+        aug = AugmentConfig(elastic=config.elastic, intensity=config.intensity)
     sampler = _PatchSampler(
         train_data,
         split.train_slices,
