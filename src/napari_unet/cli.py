@@ -206,7 +206,6 @@ def _run_training(image, labels, config, out: Path, *, init=None, voxel_size=Non
         extra = f"it {rec.iteration} loss {rec.loss:.4f}"
         if rec.val:
             extra += f" val dice {rec.val.get('mean_dice', float('nan')):.3f}"
-            bar.update(0, None, force=True)  # keep validation lines in the log
         if total:
             bar.update(rec.iteration, total, extra, force=bool(rec.val))
         elif minutes:
