@@ -81,9 +81,11 @@ _VAL_SHARE = 0.1  # validation may take at most about this share of the training
 class TrainConfig:
     """Everything :func:`train` needs besides the data.
 
-    The defaults are tuned to reach a useful EM membrane model within minutes on a laptop CPU (a compact U-Net
-    with BatchNorm and same padding); :meth:`preset` gives named alternatives ("fast-cpu", "accurate-gpu",
-    "paper").
+    The defaults ("fast-cpu") are tuned to learn as much as possible per CPU minute: a compact U-Net (4 levels,
+    8 features, BatchNorm, same padding) on 256 x 256 patches, 4 per batch, AdamW at 3e-3. On ISBI 2012 (train
+    on slices 0-24, evaluate on 25-29) they reach a membrane Dice of about 0.81 and a pixel error of about 0.075
+    in ~1500 iterations (about 10 minutes on two idle CPU cores); 4x wider networks learn no better per minute
+    there. :meth:`preset` gives named alternatives ("accurate-gpu", "paper").
 
     Attributes
     ----------
@@ -114,9 +116,14 @@ class TrainConfig:
         "auto", "cpu", "cuda", "cuda:N" or "mps".
     amp : bool
         Mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling); never on CPU/MPS.
-    augment, elastic, intensity : bool
-        Augmentation on/off (flips and 90-degree rotations are always part of it), and in particular the elastic
-        deformation and the intensity jitter (gain, offset, gamma, noise, blur).
+    augment : bool
+        Augmentation on/off. On: random flips and 90-degree rotations always (free, and EM has no preferred
+        orientation), plus the two below.
+    elastic, intensity : bool or None
+        The elastic deformation and the intensity jitter (gain, offset, gamma, noise, blur). None (default) =
+        on in sparse mode, where a few strokes must generalise to the whole stack, and off in dense mode, where
+        complete ground truth already holds the variation: on ISBI 2012 (25 dense slices) they slow learning
+        enough to cost ~0.01 membrane Dice within a 10-minute CPU budget.
     class_names : list of str or None
         One name per class (in the order of the sorted label values); default "class <value>".
     dice_weight : float
@@ -138,7 +145,7 @@ class TrainConfig:
 
     dense: bool = False
     depth: int = 4
-    features: int = 16
+    features: int = 8
     padding: str = "same"
     batch_norm: bool = True
     patch: int = 256
@@ -154,8 +161,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     augment: bool = True
-    elastic: bool = True
-    intensity: bool = True
+    elastic: bool | None = None
+    intensity: bool | None = None
     class_names: list[str] | None = None
     dice_weight: float = 1.0
     class_weight_power: float | None = None
@@ -241,6 +248,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "lr": 1e-3,
         "val_every": 200,
+        "elastic": True,
+        "intensity": True,
     },
     "paper": {
         "depth": 5,
@@ -251,6 +260,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 1,
         "lr": 1e-4,
         "val_every": 200,
+        "elastic": True,
+        "intensity": True,
     },
 }
 
@@ -1005,7 +1016,11 @@ def train(
     rng = np.random.default_rng(config.seed)
     aug = None
     if config.augment:
-        aug = AugmentConfig(elastic=config.elastic, intensity=config.intensity)
+        heavy = not config.dense
+        aug = AugmentConfig(
+            elastic=heavy if config.elastic is None else bool(config.elastic),
+            intensity=heavy if config.intensity is None else bool(config.intensity),
+        )
     sampler = _PatchSampler(
         train_data,
         split.train_slices,

@@ -76,7 +76,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "fast — CPU": {
         "engine": "fast-cpu",
         "depth": 4,
-        "features": 16,
+        "features": 8,
         "patch": 256,
         "batch_size": 4,
         "lr": 3e-3,
