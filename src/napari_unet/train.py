@@ -894,7 +894,8 @@ def train(
         Fine-tune this model: its architecture and label values are kept (the new labels must use a subset of
         them; a single painted class is then enough), the normalisation is recomputed from ``image``.
     checkpoint_dir : path, optional
-        Folder for ``best.pt`` and ``last.pt`` (created). Without it nothing is written.
+        Folder for ``best.pt`` and ``last.pt`` (created; files of these names from an earlier run are removed
+        first). Without it nothing is written.
     voxel_size : sequence of float, optional
         Physical voxel size, stored in the checkpoint.
 
@@ -1058,6 +1059,10 @@ def train(
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     best_path = None if checkpoint_dir is None else checkpoint_dir / BEST_NAME
     last_path = None if checkpoint_dir is None else checkpoint_dir / LAST_NAME
+    for stale in (best_path, last_path):
+        # Files of an earlier run in the same folder must never pass for this run's model (e.g. after a cancel).
+        if stale is not None:
+            stale.unlink(missing_ok=True)
     extra = {
         "train_config": config.to_dict(),
         "dense": bool(config.dense),
@@ -1167,11 +1172,17 @@ def train(
         f"{len(split.train_slices)} training slice(s), {split.description}; {k} classes {label_values}; "
         f"patch {in_size} -> {out_size}; device {device}"
     )
+    if init_ckpt is not None and not config.dense and 0 in label_values:
+        describe += (
+            "; note: the model's class with label value 0 cannot be painted in sparse mode (0 = not annotated), "
+            "use dense mode to correct it"
+        )
     try:
         yield progress("setup", describe)
         while True:
+            # At least one iteration, even when setting up took the whole (tiny) time budget.
             if (iterations is not None and iteration >= iterations) or (
-                seconds is not None and time.monotonic() - t_start >= seconds
+                seconds is not None and iteration > 0 and time.monotonic() - t_start >= seconds
             ):
                 break
             x_np, y_np = sampler.sample(config.batch_size)
@@ -1248,7 +1259,7 @@ def train(
         # Cancelled: keep a usable model on disk. Weights caught mid-update are not saved.
         if iteration > 0 and step_done and last_path is not None:
             save(last_path, model)
-            if best_path is not None and not best_path.exists():
+            if best_path is not None and best_state is None:
                 save(best_path, model)
         raise
 
@@ -1259,6 +1270,7 @@ def train(
     else:
         save(last_path, model)
         model.load_state_dict(best_state)
+        save(best_path, model)  # again, now with the complete history
     model.eval()
     model.to("cpu", memory_format=torch.contiguous_format)
     meta = ckpt_mod.build_checkpoint(
