@@ -145,3 +145,21 @@ def test_train_rejects_shape_mismatch(tiny_stack, tmp_path, capsys):
     tifffile.imwrite(other, np.ones((2, 64, 64), np.uint8), photometric="minisblack")
     assert main(["train", str(img_path), str(other), "-o", str(tmp_path / "m.pt"), "--iterations", "1"]) == 2
     assert "same shape" in capsys.readouterr().err
+
+
+def test_threads_option_sets_torch_threads_and_rejects_zero(tiny_stack, tmp_path, capsys):
+    import torch
+
+    img_path, lab_path, *_ = tiny_stack
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(img_path), str(lab_path), "-o", str(tmp_path / "m.pt"), "--threads", "0"])
+    assert exit_info.value.code == 2
+    assert "threads must be at least 1" in capsys.readouterr().err
+    before = torch.get_num_threads()
+    try:
+        args = ["train", str(img_path), str(lab_path), "-o", str(tmp_path / "m.pt"), "--iterations", "1"]
+        args += ["--depth", "2", "--features", "4", "--patch", "48", "--device", "cpu", "--threads", "2"]
+        assert main(args) == 0, capsys.readouterr().err
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -94,6 +94,32 @@ def test_loss_ignores_unannotated_pixels_and_is_small_when_right():
     assert float(empty) == 0.0 and empty.requires_grad
 
 
+def test_entropy_term_acts_only_on_unannotated_pixels():
+    torch.manual_seed(0)
+    target = torch.tensor([[[0, 1, IGNORE, IGNORE]]])
+    logits = torch.randn(1, 2, 1, 4, requires_grad=True)
+    base = segmentation_loss(logits, target)
+    loss = segmentation_loss(logits, target, entropy_weight=0.5)
+    loss.backward()
+    assert logits.grad[..., 2:].abs().max() > 0  # the unpainted pixels now get a gradient
+    assert float(loss) > float(base)
+    # confident predictions on the unpainted pixels cost (almost) nothing, whichever class they pick
+    confident = logits.detach().clone()
+    confident[:, 0, :, 2:], confident[:, 1, :, 2:] = 30.0, -30.0
+    assert float(segmentation_loss(confident, target, entropy_weight=0.5)) == pytest.approx(
+        float(segmentation_loss(confident, target)), abs=1e-6
+    )
+    # unsure ones (50/50) cost entropy_weight * ln 2
+    unsure = confident.clone()
+    unsure[..., 2:] = 0.0
+    extra = segmentation_loss(unsure, target, entropy_weight=0.5) - segmentation_loss(unsure, target)
+    assert float(extra) == pytest.approx(0.5 * np.log(2), rel=1e-5)
+    full = torch.tensor([[[0, 1, 1, 0]]])  # nothing unannotated: no term, no error
+    assert float(segmentation_loss(logits, full, entropy_weight=0.5)) == pytest.approx(
+        float(segmentation_loss(logits, full))
+    )
+
+
 def test_to_classes_sparse_and_dense():
     lab = np.array([[0, 3, 7], [7, 0, 3]])
     np.testing.assert_array_equal(_to_classes(lab, [3, 7], dense=False), [[IGNORE, 0, 1], [1, IGNORE, 0]])
@@ -178,7 +204,10 @@ def test_single_slice_holds_out_a_stripe_with_every_class():
     labels[5:60, 5:60] = 1
     labels[20:40, 10:55] = 2
     classes, k = _classes_of(labels)
-    s = _split(classes, k, _config(val_fraction=0.2), 1)
+    s = _split(classes, k, _config(), 1)  # automatic: a single painted slice trains on all of its strokes
+    assert s.val_slices == [] and s.val_region is None and s.train_slices == [0]
+    assert "single annotated slice" in s.description
+    s = _split(classes, k, _config(val_fraction=0.2), 1)  # asked for: a stripe
     assert s.val_slices == [0] == s.train_slices
     region = s.val_region
     held = classes[0][region]
@@ -239,7 +268,7 @@ def test_validation_scores_what_predict_stack_would_segment(padding):
     image, labels = _blobs((1, 64, 64), seed=3)
     image, labels = image[0], labels[0]
     classes, k = _classes_of(labels)
-    split = _split(classes, k, _config(), 1)  # one slice: a stripe is held out
+    split = _split(classes, k, _config(val_fraction=0.2), 1)  # one slice: a stripe is held out
     assert split.val_region is not None
     torch.manual_seed(0)
     model = UNet(n_classes=2, depth=2, features=4, padding=padding, batch_norm=True).eval()
@@ -332,6 +361,7 @@ def test_lazy_dask_input():
 
 def test_close_mid_run_keeps_a_loadable_checkpoint(tmp_path):
     image, labels = _blobs()
+    (tmp_path / "best.pt").write_bytes(b"stale file of an earlier run")  # must not pass for this run's model
     gen = train(image, labels, _config(iterations=1000, val_every=1000), checkpoint_dir=tmp_path)
     for record in gen:
         if record.iteration == 3:
@@ -370,6 +400,9 @@ def test_schedule_warms_up_then_follows_the_budget_fraction():
     # the fraction is the larger of iteration and time shares: halfway through -> half the peak
     assert _lr_factor(20, 0.5, warmup=10, min_ratio=0.0) == pytest.approx(0.5)
     assert _lr_factor(20, 1.0, warmup=10, min_ratio=0.05) == pytest.approx(0.05)
+    # a short time budget ends the warm-up at 10 % of the budget even before `warmup` iterations
+    assert _lr_factor(4, 0.05, warmup=50, min_ratio=0.0) == pytest.approx(0.5, abs=0.01)
+    assert _lr_factor(9, 0.1, warmup=50, min_ratio=0.0) == pytest.approx(1.0, abs=0.03)
 
 
 def test_finetune_keeps_classes_and_checks_values(tmp_path):

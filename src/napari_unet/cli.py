@@ -126,6 +126,21 @@ def _auto_or_int(name: str, minimum: int) -> Callable[[str], int | str]:
     return parse
 
 
+def _positive_int(name: str) -> Callable[[str], int]:
+    """argparse type: an integer of at least 1."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
+        return value
+
+    return parse
+
+
 def _load_image(path: Path):
     """First series of a TIFF as ``(Y, X)`` or ``(Z, Y, X)`` (lazy when big), its voxel size and units."""
     from .io import read_array, read_tiff
@@ -357,6 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--init", metavar="MODEL.pt", help="fine-tune from this checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--threads",
+        type=_positive_int("threads"),
+        help="CPU threads for torch (default: torch's choice, all cores)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="segment a stack with a trained model (overlap-tile, seam-free)")
@@ -379,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--threads",
+        type=_positive_int("threads"),
+        help="CPU threads for torch (default: torch's choice, all cores)",
+    )
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -400,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="iteration budget instead of minutes")
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder")
+    p.add_argument(
+        "--threads",
+        type=_positive_int("threads"),
+        help="CPU threads for torch (default: torch's choice, all cores)",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -411,6 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
         return int(args.func(args) or 0)
     except CLIError as err:
         print(f"napari-unet {args.command}: error: {err}", file=sys.stderr)

@@ -8,15 +8,19 @@ What :func:`train` does, in order:
    other value is a class. Dense mode: every value present is a class (ISBI's 0/255 ground truth), so the
    prediction writes the same values back.
 3. **Holds out validation data**: the slices ``config.val_slices``, or automatically the last contiguous share
-   (``val_fraction``) of the annotated slices; when a single slice is annotated, a stripe at one side of the
-   annotations (a spatial block, so validation pixels are not the immediate neighbours of training pixels).
+   (``val_fraction``, 20 %) of the annotated slices; with a single annotated slice, a stripe at one side of the
+   annotations (a spatial block, so validation pixels are not the immediate neighbours of training pixels) -
+   except for sparse strokes on a single slice, where nothing is held out unless ``val_fraction`` asks for it. A few strokes are worth more as training data: on the
+   bundled ISBI sample (strokes on one slice, 60 s of CPU training) holding out a 20 % stripe lowered the membrane
+   Dice on the other slices from 0.67-0.68 to 0.61.
 4. **Draws training patches around annotations**: a class is picked uniformly, then an annotated pixel of that
    class, so rarely painted classes are seen as often as common ones. The patch side is the network's valid input
    size nearest ``config.patch``; the labels are cropped to the network's output (``shrink`` pixels per side in
    valid mode). Out-of-image context is mirrored exactly as :mod:`napari_unet.tiling` does at prediction time.
    Patches are augmented jointly (:mod:`napari_unet.transforms`: flips, rot90, elastic deformation, intensity).
 5. **Optimises** cross-entropy (class weights from inverse class frequency, clipped; unannotated pixels ignored)
-   plus soft Dice over annotated pixels, with AdamW, a linear warm-up and a cosine decay that follows whichever
+   plus soft Dice over annotated pixels (sparse mode adds an entropy-minimisation term on the unpainted pixels),
+   with AdamW, a linear warm-up and a cosine decay that follows whichever
    budget (iterations or minutes) runs out first, so a time budget gets a complete schedule too. Mixed precision
    on CUDA only.
 6. **Validates** every ``val_every`` iterations by predicting the held-out region with the overlap-tile tiler
@@ -67,6 +71,9 @@ __all__ = [
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 DEFAULT_ITERATIONS = 1000  # when neither iterations nor minutes is given
+_SPARSE_ENTROPY_WEIGHT = 2.0  # entropy minimisation on unpainted pixels, sparse mode (see TrainConfig)
+_AUTO_VAL_FRACTION = 0.2  # share of the annotated slices held out when val_fraction is None
+_WARMUP_SHARE = 0.1  # the warm-up never takes more than this share of the budget
 IGNORE = -1  # class index of pixels the loss ignores (not annotated / held out for validation)
 MAX_CHANNELS = 4  # a longer axis right before Y is a stack of slices, not channels
 MAX_CLASSES = 64  # more distinct label values than this almost always means instance labels were passed
@@ -105,9 +112,10 @@ class TrainConfig:
         Budget: training stops at whichever is reached first; with neither, 1000 iterations.
     val_slices : (start, stop) or None
         Slices ``[start, stop)`` held out for validation; None = automatic.
-    val_fraction : float
+    val_fraction : float or None
         Share of the annotated slices (or, with a single annotated slice, of its annotated pixels) held out
-        automatically; 0 disables validation (the last model is then also the "best").
+        automatically; 0 disables validation (the last model is then also the "best"). None (default): 0.2, except
+        for sparse strokes on a single slice, where nothing is held out (the strokes all train).
     val_every : int
         Iterations between validations (stretched automatically so validation takes at most ~10 % of the time).
     seed : int
@@ -128,6 +136,12 @@ class TrainConfig:
         One name per class (in the order of the sorted label values); default "class <value>".
     dice_weight : float
         Weight of the soft Dice term added to cross-entropy (0 = cross-entropy only).
+    entropy_weight : float or None
+        Weight of an entropy-minimisation term on the pixels that are not annotated (Grandvalet & Bengio 2005):
+        the prediction is asked to be confident there too, which moves class boundaries out of the unpainted gaps
+        between strokes and onto the image's own edges. None (default): 2.0 in sparse mode, 0 in dense mode
+        (nothing is unannotated). On the bundled sample (strokes on one slice, 60 s on a CPU) it raised the
+        membrane Dice on the other slices by 0.01-0.06 in four of five paired runs (and lowered it by 0.01 in one).
     class_weight_power : float or None
         Cross-entropy class weights are ``frequency ** -power`` (1 = inverse frequency, 0 = unweighted). None
         (default): 0.5 in sparse mode, where the painted share of a class says little about its true share (a
@@ -138,7 +152,8 @@ class TrainConfig:
         Largest ratio between two class weights (clipping, so a class painted with a few strokes does not
         dominate the loss).
     warmup : int
-        Iterations of linear learning-rate warm-up (capped to 10 % of an iteration budget).
+        Iterations of linear learning-rate warm-up (it ends at 10 % of the budget, iterations or minutes, at the
+        latest).
     min_lr_ratio : float
         The cosine decays to ``lr * min_lr_ratio``.
     """
@@ -155,7 +170,7 @@ class TrainConfig:
     iterations: int | None = None
     minutes: float | None = None
     val_slices: tuple[int, int] | None = None
-    val_fraction: float = 0.2
+    val_fraction: float | None = None
     val_every: int = 50
     seed: int = 0
     device: str = "auto"
@@ -165,6 +180,7 @@ class TrainConfig:
     intensity: bool | None = None
     class_names: list[str] | None = None
     dice_weight: float = 1.0
+    entropy_weight: float | None = None
     class_weight_power: float | None = None
     max_class_weight: float = 10.0
     warmup: int = 50
@@ -218,7 +234,7 @@ class TrainConfig:
             raise ValueError(
                 f"need lr > 0 and weight_decay >= 0, got lr={self.lr}, weight_decay={self.weight_decay}"
             )
-        if not 0 <= self.val_fraction < 1:
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_slices is not None:
             if len(self.val_slices) != 2 or not 0 <= int(self.val_slices[0]) < int(self.val_slices[1]):
@@ -226,7 +242,8 @@ class TrainConfig:
                     f"val_slices must be (start, stop) with 0 <= start < stop, got {self.val_slices!r}"
                 )
         power = 0.0 if self.class_weight_power is None else self.class_weight_power
-        if self.dice_weight < 0 or power < 0 or self.max_class_weight < 1:
+        entropy = 0.0 if self.entropy_weight is None else self.entropy_weight
+        if self.dice_weight < 0 or entropy < 0 or power < 0 or self.max_class_weight < 1:
             raise ValueError("need dice_weight >= 0, class_weight_power >= 0 and max_class_weight >= 1")
         if self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("need warmup >= 0 and 0 <= min_lr_ratio <= 1")
@@ -370,6 +387,7 @@ def segmentation_loss(
     *,
     weight: torch.Tensor | None = None,
     dice_weight: float = 1.0,
+    entropy_weight: float = 0.0,
     eps: float = 1.0,
 ) -> torch.Tensor:
     """Cross-entropy (ignoring ``target == -1``) plus soft Dice over the annotated pixels.
@@ -383,6 +401,9 @@ def segmentation_loss(
         Cross-entropy class weights.
     dice_weight : float
         Weight of ``1 - mean Dice``; the Dice is computed over the whole batch, for the classes annotated in it.
+    entropy_weight : float
+        Weight of the mean prediction entropy over the pixels that are *not* annotated (entropy minimisation,
+        Grandvalet & Bengio 2005): it pulls class boundaries in the unpainted gaps onto the image's own edges.
     eps : float
         Smoothing of the Dice ratio.
 
@@ -396,6 +417,10 @@ def segmentation_loss(
         return logits.sum() * 0.0
     logits = logits.float()
     ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
+    if entropy_weight > 0 and not bool(valid.all()):
+        logp = torch.log_softmax(logits, dim=1)
+        entropy = -(logp.exp() * logp).sum(1)
+        ce = ce + entropy_weight * entropy[~valid].mean()
     if dice_weight <= 0:
         return ce
     k = logits.shape[1]
@@ -637,15 +662,26 @@ def _split(classes: dict[int, np.ndarray], k: int, config: TrainConfig, nz: int)
             )
         return _Split(train, val, None, f"validating on slices {_contiguous_text(val)}")
 
-    if config.val_fraction <= 0:
+    fraction = config.val_fraction
+    if fraction is None:
+        if len(annotated) < 2 and not config.dense:
+            return _Split(
+                annotated,
+                [],
+                None,
+                "no validation: a single annotated slice, all of its strokes train the model "
+                "(hold out a share of them, or paint a second slice, for a validation curve)",
+            )
+        fraction = _AUTO_VAL_FRACTION
+    if fraction <= 0:
         return _Split(annotated, [], None, "no validation (val_fraction = 0)")
     if len(annotated) >= 2:
-        n_val = min(len(annotated) - 1, max(1, round(config.val_fraction * len(annotated))))
+        n_val = min(len(annotated) - 1, max(1, round(fraction * len(annotated))))
         for val in (annotated[-n_val:], annotated[:n_val]):
             train = [z for z in annotated if z not in val]
             if keeps_classes(train):
                 return _Split(train, val, None, f"validating on slices {_contiguous_text(val)}")
-    stripe = _stripe_region(classes, annotated, k, config.val_fraction)
+    stripe = _stripe_region(classes, annotated, k, fraction)
     if stripe is None:
         return _Split(annotated, [], None, "no validation: too few annotations to hold some out")
     region, desc = stripe
@@ -865,7 +901,12 @@ def _finetune_values(old: list[int], new: list[int], source: str) -> list[int]:
 
 # ------------------------------------------------------------------------------------------------ training
 def _lr_factor(iteration: int, fraction: float, warmup: int, min_ratio: float) -> float:
-    warm = min(1.0, (iteration + 1) / warmup) if warmup > 0 else 1.0
+    """Learning-rate multiplier: linear warm-up, then cosine decay over the budget used (``fraction``).
+
+    The warm-up ends after ``warmup`` iterations or 10 % of the budget, whichever comes first, so that a short time
+    budget on a slow device is not spent mostly warming up.
+    """
+    warm = min(1.0, max((iteration + 1) / warmup, fraction / _WARMUP_SHARE)) if warmup > 0 else 1.0
     cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, fraction))))
     return warm * (min_ratio + (1.0 - min_ratio) * cosine)
 
@@ -965,6 +1006,9 @@ def train(
     if power is None:
         power = 0.0 if config.dense else 0.5
     weights = class_weights(counts, power=power, max_ratio=config.max_class_weight)
+    entropy_weight = config.entropy_weight
+    if entropy_weight is None:
+        entropy_weight = 0.0 if config.dense else _SPARSE_ENTROPY_WEIGHT
 
     # Normalisation from the (whole) image: what prediction will see.
     if data.in_channels > 1:
@@ -1202,7 +1246,13 @@ def train(
                     logits = model(x)
             else:
                 logits = model(x)
-            loss = segmentation_loss(logits, y, weight=weight_t, dice_weight=config.dice_weight)
+            loss = segmentation_loss(
+                logits,
+                y,
+                weight=weight_t,
+                dice_weight=config.dice_weight,
+                entropy_weight=entropy_weight,
+            )
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

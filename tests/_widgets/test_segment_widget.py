@@ -13,17 +13,6 @@ from napari_unet.session import session_for
 TIMEOUT = 30_000
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for each other can
-    turn milliseconds into seconds."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def tiny_model(tmp_path):
     """A real (untrained) checkpoint: 2 classes written as label values 1 and 2."""
@@ -43,15 +32,6 @@ def tiny_model(tmp_path):
 
     meta = {k: v for k, v in read_checkpoint(path).items() if k != "state_dict"}
     return path, meta
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the widgets send to napari as error notifications."""
-    seen: list[str] = []
-    monkeypatch.setattr(segment_module, "show_error", seen.append)
-    monkeypatch.setattr("napari_unet._widgets._runner.show_error", seen.append)
-    return seen
 
 
 def _image(shape=(3, 64, 64)):

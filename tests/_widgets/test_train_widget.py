@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-from napari_unet._widgets import train as train_module
 from napari_unet._widgets.train import (
     BUDGET_ITERATIONS,
     BUDGET_MINUTES,
@@ -15,22 +14,12 @@ from napari_unet._widgets.train import (
     PRESETS,
     PREVIEW_LAYER,
     UI_FIELDS,
+    VAL_SHARE,
     TrainWidget,
 )
 from napari_unet.session import session_for
 
 TIMEOUT = 60_000
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a busy machine OpenMP threads waiting for each other can
-    turn milliseconds into seconds."""
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _data(shape=(3, 64, 64)):
@@ -46,14 +35,6 @@ def _data(shape=(3, 64, 64)):
     strokes[0, 38:44, 40:46] = 2
     strokes[0, 52:58, 20:26] = 2
     return image, strokes
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen: list[str] = []
-    monkeypatch.setattr(train_module, "show_error", seen.append)
-    monkeypatch.setattr("napari_unet._widgets._runner.show_error", seen.append)
-    return seen
 
 
 def _widget(viewer, iterations=6) -> TrainWidget:
@@ -88,6 +69,7 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(make_napa
     viewer, image, strokes = _viewer_with_data(make_napari_viewer)
     viewer.dims.set_current_step(0, 1)
     w = _widget(viewer)
+    w.validation.value = VAL_SHARE  # one painted slice: validation only when asked for
     assert w.image_layer.value == viewer.layers["em"]  # preselected
     assert w.labels_layer.value == viewer.layers["strokes"]
     assert not w.save_button.enabled
@@ -152,7 +134,9 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     try:
         assert w.train()
         assert w.train_button.text == "Cancel"
-        qtbot.waitUntil(lambda: len(w.plot.val_points) >= 1, timeout=TIMEOUT)
+        # one painted slice, automatic validation: no validation, every stroke trains
+        qtbot.waitUntil(lambda: len(w.plot.loss_points) >= 6, timeout=TIMEOUT)
+        assert not w.plot.val_points
         bars = [bar for bar in progress._all_instances if str(bar.desc).startswith("Training")]
         assert len(bars) == 1 and bars[0].total == 300  # a 5-minute budget counts seconds
         # the event loop keeps running while training: a 50 Hz timer fires all through a second of it
