@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=1.0, help="training budget (default 1 minute)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-preview", action="store_true", help="train without the live preview layer")
     parser.add_argument("--preset", default="fast — CPU", help="the Train widget's preset")
     for name in ("depth", "features", "patch", "batch_size"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, help=f"override the preset's {name}")
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.budget.value = args.minutes
     trainer.device.value = args.device
     trainer.preset.value = args.preset
+    trainer.preview.value = not args.no_preview
     for name in ("depth", "features", "patch", "batch_size"):
         if getattr(args, name) is not None:
             getattr(trainer, name).value = getattr(args, name)
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents()
         time.sleep(0.02)
         preview = [layer for layer in viewer.layers if layer.name == "U-Net preview"]
-        if not shot_taken and time.monotonic() > shot_at and preview:
+        if not shot_taken and time.monotonic() > shot_at and (preview or args.no_preview):
             _save(window, args.out / "train_widget.png", app)
             shot_taken = True
     print(f"training: {time.monotonic() - t0:.0f} s; {trainer.status.value}")

@@ -164,6 +164,29 @@ def test_bad_config_raises():
     assert gpu.padding == "valid" and gpu.minutes == 5 and TrainConfig.preset("fast-cpu") == TrainConfig()
 
 
+def test_mode_dependent_defaults_resolve_and_explicit_values_stay():
+    sparse, dense = TrainConfig().resolved(), TrainConfig(dense=True).resolved()
+    assert (sparse.patch, sparse.batch_size, sparse.entropy_weight, sparse.class_weight_power) == (
+        128,
+        8,
+        2.0,
+        0.5,
+    )
+    assert sparse.elastic and sparse.intensity
+    assert (dense.patch, dense.batch_size, dense.entropy_weight, dense.class_weight_power) == (
+        256,
+        4,
+        0.0,
+        0.0,
+    )
+    assert not dense.elastic and not dense.intensity
+    mine = TrainConfig(patch=96, batch_size=2, entropy_weight=0.0, elastic=False).resolved()
+    assert (mine.patch, mine.batch_size, mine.entropy_weight, mine.elastic) == (96, 2, 0.0, False)
+    assert mine.resolved() == mine  # idempotent
+    with pytest.raises(ValueError, match="patch"):
+        TrainConfig(patch=0).check()
+
+
 # ------------------------------------------------------------------------------------------------ splits
 def _classes_of(labels, dense=False):
     _, raw, values = _collect(np.zeros(labels.shape, np.float32), labels, dense)

@@ -70,15 +70,15 @@ PREVIEW_LAYER = "U-Net preview"
 STATUS_INTERVAL = 0.25  # seconds between status-line updates
 PREVIEW_SECONDS = 3.0  # at most one preview per this many seconds (new weights arrive with each validation)
 
-#: the widget's presets → the engine's ``napari_unet.train.PRESETS`` name and the values the controls show
-#: (a test keeps these in step with the engine without importing torch here)
+#: the widget's presets → the engine's ``napari_unet.train.PRESETS`` name and the values the controls show, as the
+#: engine resolves them for sparse strokes (a test keeps these in step with the engine without importing torch here)
 PRESETS: dict[str, dict[str, Any]] = {
     "fast — CPU": {
         "engine": "fast-cpu",
         "depth": 4,
         "features": 8,
-        "patch": 256,
-        "batch_size": 4,
+        "patch": 128,  # the engine's choice for sparse strokes (256 x 4 for dense labels)
+        "batch_size": 8,
         "lr": 3e-3,
     },
     "accurate — GPU": {
