@@ -109,33 +109,19 @@ def _parse_slices(text: str | None) -> tuple[int, int] | None:
     return start, stop
 
 
-def _auto_or_int(name: str, minimum: int) -> Callable[[str], int | str]:
-    """argparse type: the word 'auto' or an integer of at least ``minimum``."""
+def _int_at_least(name: str, minimum: int, *, auto: bool = False) -> Callable[[str], int | str]:
+    """argparse type: an integer of at least ``minimum`` (or, with ``auto``, the word 'auto')."""
 
     def parse(text: str) -> int | str:
-        if text == "auto":
+        if auto and text == "auto":
             return text
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+            expected = "a number or 'auto'" if auto else "a whole number"
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_int(name: str) -> Callable[[str], int]:
-    """argparse type: an integer of at least 1."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be at least 1, got {value}")
         return value
 
     return parse
@@ -374,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument(
         "--threads",
-        type=_positive_int("threads"),
+        type=_int_at_least("threads", 1),
         help="CPU threads for torch (default: torch's choice, all cores)",
     )
     p.set_defaults(func=cmd_train)
@@ -386,13 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probabilities", metavar="PROB.tif", help="also write per-class probabilities (float32)")
     p.add_argument(
         "--tile",
-        type=_auto_or_int("tile", 16),
+        type=_int_at_least("tile", 16, auto=True),
         default="auto",
         help="input tile side in pixels, or auto (default)",
     )
     p.add_argument(
         "--batch",
-        type=_auto_or_int("batch", 1),
+        type=_int_at_least("batch", 1, auto=True),
         default="auto",
         help="tiles per forward pass, or auto (default)",
     )
@@ -401,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument(
         "--threads",
-        type=_positive_int("threads"),
+        type=_int_at_least("threads", 1),
         help="CPU threads for torch (default: torch's choice, all cores)",
     )
     p.set_defaults(func=cmd_predict)
@@ -427,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder")
     p.add_argument(
         "--threads",
-        type=_positive_int("threads"),
+        type=_int_at_least("threads", 1),
         help="CPU threads for torch (default: torch's choice, all cores)",
     )
     p.set_defaults(func=cmd_demo)

@@ -10,9 +10,9 @@ What :func:`train` does, in order:
 3. **Holds out validation data**: the slices ``config.val_slices``, or automatically the last contiguous share
    (``val_fraction``, 20 %) of the annotated slices; with a single annotated slice, a stripe at one side of the
    annotations (a spatial block, so validation pixels are not the immediate neighbours of training pixels) -
-   except for sparse strokes on a single slice, where nothing is held out unless ``val_fraction`` asks for it. A few strokes are worth more as training data: on the
-   bundled ISBI sample (strokes on one slice, 60 s of CPU training) holding out a 20 % stripe lowered the membrane
-   Dice on the other slices from 0.67-0.68 to 0.61.
+   except for sparse strokes on a single slice, where nothing is held out unless ``val_fraction`` asks for it.
+   A few strokes are worth more as training data: on the bundled ISBI sample (strokes on one slice, 60 s of CPU
+   training) holding out a 20 % stripe lowered the membrane Dice on the other slices from 0.67-0.68 to 0.61.
 4. **Draws training patches around annotations**: a class is picked uniformly, then an annotated pixel of that
    class, so rarely painted classes are seen as often as common ones. The patch side is the network's valid input
    size nearest ``config.patch``; the labels are cropped to the network's output (``shrink`` pixels per side in
@@ -20,9 +20,8 @@ What :func:`train` does, in order:
    Patches are augmented jointly (:mod:`napari_unet.transforms`: flips, rot90, elastic deformation, intensity).
 5. **Optimises** cross-entropy (class weights from inverse class frequency, clipped; unannotated pixels ignored)
    plus soft Dice over annotated pixels (sparse mode adds an entropy-minimisation term on the unpainted pixels),
-   with AdamW, a linear warm-up and a cosine decay that follows whichever
-   budget (iterations or minutes) runs out first, so a time budget gets a complete schedule too. Mixed precision
-   on CUDA only.
+   with AdamW, a linear warm-up and a cosine decay that follows whichever budget (iterations or minutes) runs out
+   first, so a time budget gets a complete schedule too. Mixed precision on CUDA only.
 6. **Validates** every ``val_every`` iterations by predicting the held-out region with the overlap-tile tiler
    (the way :mod:`napari_unet.predict` segments a stack), scoring per-class Dice / IoU on the annotated pixels;
    keeps the best model (mean Dice) and writes ``best.pt`` / ``last.pt`` with :func:`checkpoint.save_checkpoint`.
@@ -92,7 +91,8 @@ class TrainConfig:
     8 features, BatchNorm, same padding), AdamW at 3e-3, on 128 x 128 patches, 8 per batch for sparse strokes and
     256 x 256 patches, 4 per batch for dense labels. On ISBI 2012 (dense, train on slices 0-24, evaluate on
     25-29) they reach a membrane Dice of 0.81 and a pixel error of 0.077 in 10 minutes on two idle CPU cores
-    (~2200 iterations); 4x wider networks learn no better per minute there. :meth:`preset` gives named alternatives ("accurate-gpu", "paper").
+    (~2200 iterations); 4x wider networks learn no better per minute there. :meth:`preset` gives named
+    alternatives ("accurate-gpu", "paper").
 
     Attributes
     ----------
@@ -250,7 +250,9 @@ class TrainConfig:
         power = 0.0 if self.class_weight_power is None else self.class_weight_power
         entropy = 0.0 if self.entropy_weight is None else self.entropy_weight
         if self.dice_weight < 0 or entropy < 0 or power < 0 or self.max_class_weight < 1:
-            raise ValueError("need dice_weight >= 0, class_weight_power >= 0 and max_class_weight >= 1")
+            raise ValueError(
+                "need dice_weight >= 0, entropy_weight >= 0, class_weight_power >= 0 and max_class_weight >= 1"
+            )
         if self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("need warmup >= 0 and 0 <= min_lr_ratio <= 1")
 
