@@ -438,16 +438,15 @@ def segmentation_loss(
     valid = target >= 0
     if not bool(valid.any()):
         return logits.sum() * 0.0
-    logits = logits.float()
-    ce = F.cross_entropy(logits, target, weight=weight, ignore_index=IGNORE)
+    logp = torch.log_softmax(logits.float(), dim=1)  # one softmax serves all three terms
+    ce = F.nll_loss(logp, target, weight=weight, ignore_index=IGNORE)
+    probs = logp.exp()
     if entropy_weight > 0 and not bool(valid.all()):
-        logp = torch.log_softmax(logits, dim=1)
-        entropy = -(logp.exp() * logp).sum(1)
+        entropy = -(probs * logp).sum(1)
         ce = ce + entropy_weight * entropy[~valid].mean()
     if dice_weight <= 0:
         return ce
     k = logits.shape[1]
-    probs = torch.softmax(logits, dim=1)
     mask = valid.unsqueeze(1).to(probs.dtype)
     onehot = F.one_hot(target.clamp(min=0), k).permute(0, 3, 1, 2).to(probs.dtype) * mask
     probs = probs * mask
