@@ -167,7 +167,7 @@ def test_bad_config_raises():
 def test_mode_dependent_defaults_resolve_and_explicit_values_stay():
     sparse, dense = TrainConfig().resolved(), TrainConfig(dense=True).resolved()
     assert (sparse.patch, sparse.batch_size, sparse.entropy_weight, sparse.class_weight_power) == (
-        128,
+        96,
         8,
         2.0,
         0.5,

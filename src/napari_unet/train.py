@@ -88,7 +88,7 @@ class TrainConfig:
     """Everything :func:`train` needs besides the data.
 
     The defaults ("fast-cpu") are tuned to learn as much as possible per CPU minute: a compact U-Net (4 levels,
-    8 features, BatchNorm, same padding), AdamW at 3e-3, on 128 x 128 patches, 8 per batch for sparse strokes and
+    8 features, BatchNorm, same padding), AdamW at 3e-3, on 96 x 96 patches, 8 per batch for sparse strokes and
     256 x 256 patches, 4 per batch for dense labels. On ISBI 2012 (dense, train on slices 0-24, evaluate on
     25-29) they reach a membrane Dice of 0.81 and a pixel error of 0.077 in 10 minutes on two idle CPU cores
     (~2200 iterations); 4x wider networks learn no better per minute there. :meth:`preset` gives named
@@ -103,12 +103,13 @@ class TrainConfig:
         U-Net architecture (see :class:`napari_unet.model.UNet`). Ignored when fine-tuning (``init``): the
         checkpoint's architecture is kept.
     patch : int or None
-        Wanted patch side in pixels; the nearest valid input size of the network is used. None (default): 128 for
-        sparse strokes, 256 for dense labels.
+        Wanted patch side in pixels; the nearest valid input size of the network is used. None (default): 96 for
+        sparse strokes (about the receptive field of the default network), 256 for dense labels.
     batch_size : int or None
         Patches per iteration. None (default): 8 for sparse strokes, 4 for dense labels. Small patches centred on
-        strokes buy twice the iterations per CPU minute; on the bundled sample (strokes on one slice, 60 s) they
-        raised the membrane Dice on the unpainted slices from 0.66-0.70 to 0.70-0.71. Dense ground truth gains
+        strokes buy more iterations per CPU minute; on the bundled sample (strokes on one slice, 60 s headless,
+        seed 0) 256 x 4 gave a membrane Dice on the unpainted slices of 0.66-0.70, 128 x 8 0.71-0.72 (~500
+        iterations) and 96 x 8 0.74 (~860 iterations; 80 and 64 px were no better). Dense ground truth gains
         from the larger context (the 10-minute ISBI figures were measured with 256 x 4).
     lr, weight_decay : float
         Peak learning rate and decoupled weight decay of AdamW.
@@ -260,7 +261,7 @@ class TrainConfig:
         """A copy with every mode-dependent default (the fields left None) set for ``dense``."""
         dense = self.dense
         defaults = {
-            "patch": 256 if dense else 128,
+            "patch": 256 if dense else 96,
             "batch_size": 4 if dense else 8,
             "elastic": not dense,
             "intensity": not dense,

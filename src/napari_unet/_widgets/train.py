@@ -77,7 +77,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "engine": "fast-cpu",
         "depth": 4,
         "features": 8,
-        "patch": 128,  # the engine's choice for sparse strokes (256 x 4 for dense labels)
+        "patch": 96,  # the engine's choice for sparse strokes (256 x 4 for dense labels)
         "batch_size": 8,
         "lr": 3e-3,
     },
