@@ -337,15 +337,7 @@ def evaluate(
         "values": values,
         "foreground": foreground,
         "foreground_guessed": guessed,
-        "per_class": {
-            v: {
-                "dice": c["dice"],
-                "iou": c["iou"],
-                "gt_share": c["support"] / n if n else math.nan,
-                "pred_share": c["predicted"] / n if n else math.nan,
-            }
-            for v, c in per.items()
-        },
+        "per_class": _class_table(per, n),
         "dice": per[foreground]["dice"] if foreground is not None else mean_dice,
         "iou": per[foreground]["iou"] if foreground is not None else mean_iou,
         "mean_dice": mean_dice,
@@ -356,11 +348,29 @@ def evaluate(
         "rand_split_score": math.nan,
     }
     if foreground is not None and mask is None:
-        p_cells = np.stack([np.asarray(p) != foreground for p in _slices(pred)]).reshape(pred.shape)
-        g_cells = np.stack([np.asarray(g) != foreground for g in _slices(gt)]).reshape(gt.shape)
-        err, merge, split = adapted_rand_parts(p_cells, g_cells, per_slice=per_slice)
+        err, merge, split = _rand_of_cells(pred, gt, foreground, per_slice)
         result.update(adapted_rand=err, rand_merge_score=merge, rand_split_score=split)
     return result
+
+
+def _class_table(per: dict, n: int) -> dict:
+    """Per label value: Dice, IoU and the value's share of the true and of the predicted pixels."""
+    return {
+        v: {
+            "dice": c["dice"],
+            "iou": c["iou"],
+            "gt_share": c["support"] / n if n else math.nan,
+            "pred_share": c["predicted"] / n if n else math.nan,
+        }
+        for v, c in per.items()
+    }
+
+
+def _rand_of_cells(pred, gt, foreground: int, per_slice: bool) -> tuple[float, float, float]:
+    """Adapted Rand error (and its merge / split scores) of the cells: every pixel not of ``foreground``."""
+    p_cells = np.stack([np.asarray(p) != foreground for p in _slices(pred)]).reshape(pred.shape)
+    g_cells = np.stack([np.asarray(g) != foreground for g in _slices(gt)]).reshape(gt.shape)
+    return adapted_rand_parts(p_cells, g_cells, per_slice=per_slice)
 
 
 def _fmt(x) -> str:
