@@ -56,9 +56,9 @@ from napari_unet.device import select_device
 from napari_unet.model import UNet
 from napari_unet.normalize import apply_normalization, normalization_from_image
 from napari_unet.predict import (
-    _inference_copy,
-    _min_tile,
     auto_tile,
+    inference_copy,
+    min_tile,
     plan_tile,
     predict_stack_sync,
     predict_whole,
@@ -132,13 +132,13 @@ def run_ours(model, stack, meta, device, tile):
 def _plan(model, shape, device, tile):
     if tile == "auto":
         return plan_tile(model, shape, auto_tile(model, shape, device))
-    return plan_tile(model, shape, max(_min_tile(model), model.valid_input_size(int(tile), "down")))
+    return plan_tile(model, shape, max(min_tile(model), model.valid_input_size(int(tile), "down")))
 
 
 def run_monai(model, stack, norm, device, roi):
     from monai.inferers import sliding_window_inference
 
-    net = _inference_copy(model, device)
+    net = inference_copy(model, device)
 
     def predictor(x):
         return torch.softmax(net(x.contiguous(memory_format=torch.channels_last)).float(), dim=1)

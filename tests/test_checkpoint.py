@@ -22,15 +22,6 @@ from napari_unet.model import UNet
 NORM = {"mode": "percentile", "low": np.float64(12.5), "high": 231.0, "low_pct": 1.0, "high_pct": 99.8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on tiny arrays: thread hand-offs cost more than they save (10-50x on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _save(path, model=None, **overrides):
     model = model or UNet(depth=2, features=4, batch_norm=True)
     kwargs = dict(
@@ -190,3 +181,14 @@ def test_save_validates_metadata(tmp_path, overrides, match):
 def test_save_rejects_arbitrary_objects(tmp_path):
     with pytest.raises(TypeError, match=r"extra\['fn'\] holds a function"):
         _save(tmp_path / "m.pt", extra={"fn": lambda: 1})
+
+
+def test_save_always_writes_the_weights(tmp_path):
+    # save_checkpoint takes build_checkpoint's keywords, except the one that would leave the weights out
+    with pytest.raises(TypeError, match="include_state"):
+        _save(tmp_path / "m.pt", include_state=False)
+    with pytest.raises(TypeError, match="normalization"):
+        save_checkpoint(
+            tmp_path / "m.pt", UNet(depth=2, features=4), label_values=[0, 1], class_names=["a", "b"]
+        )
+    assert not list(tmp_path.iterdir())

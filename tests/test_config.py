@@ -8,6 +8,7 @@ import pytest
 
 from napari_unet.config import TrainConfig, parse_auto_int
 
+
 def test_bad_config_raises():
     with pytest.raises(ValueError, match="padding"):
         TrainConfig(padding="full").check()

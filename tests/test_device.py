@@ -10,6 +10,7 @@ from napari_unet.device import (
     DeviceUnavailableError,
     autocast,
     autocast_dtype,
+    channels_last,
     describe_device,
     free_memory_bytes,
     is_out_of_memory,
@@ -55,7 +56,15 @@ def test_unknown_device_strings(bad):
 
 def test_real_machine_auto_is_available():
     device = select_device("auto")
-    torch.zeros(1, device=device)  # whatever auto picks must work here
+    mps = getattr(torch.backends, "mps", None)
+    if torch.cuda.is_available():
+        assert device == torch.device("cuda", 0)
+    elif mps is not None and mps.is_available():
+        assert device == torch.device("mps")
+    else:
+        assert device == torch.device("cpu")
+    x = torch.arange(3.0, device=device) * 2  # whatever auto picks must compute here
+    assert x.device.type == device.type and x.cpu().tolist() == [0.0, 2.0, 4.0]
 
 
 def test_describe_device():
@@ -76,6 +85,11 @@ def test_autocast_is_a_no_op_on_cpu():
     with autocast("cpu") as dtype:
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert dtype is None and y.dtype == torch.float32
+
+
+def test_channels_last_on_cpu_and_cuda_only():
+    assert channels_last("cpu") and channels_last("cuda:1") and channels_last(torch.device("cuda"))
+    assert not channels_last("mps")
 
 
 def test_free_memory_on_cpu_is_positive_and_capped():

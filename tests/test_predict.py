@@ -11,17 +11,25 @@ import torch
 import zarr
 
 from napari_unet.device import DeviceUnavailableError
+from napari_unet.generators import drain
 from napari_unet.model import UNet
 from napari_unet.predict import (
     PredictProgress,
     auto_batch_size,
     auto_tile,
+    count_tiles,
     estimate_tile_bytes,
+    inference_copy,
+    make_predictor,
+    min_tile,
     plan_tile,
     predict_stack,
     predict_stack_sync,
     predict_whole,
+    tile_geometry,
 )
+from napari_unet.predict._stack import TilePlan, predict_slice
+from napari_unet.tiling import predict_tiled
 
 RNG = np.random.default_rng(0)
 STACK = (RNG.random((3, 64, 64)) * 200 + 20).astype(np.uint8)
@@ -29,15 +37,6 @@ META = {
     "normalization": {"mode": "percentile", "low": 20.0, "high": 220.0},
     "label_values": [0, 255],
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models on tiny arrays: thread hand-offs cost more than they save (10-50x on a busy 2-core box)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _model(depth=2, padding="valid", **kwargs):
@@ -53,12 +52,10 @@ def _reference(model, stack, meta=META):
 
 
 def _drain(gen):
+    """(every record yielded, the return value)."""
     records = []
-    while True:
-        try:
-            records.append(next(gen))
-        except StopIteration as stop:
-            return records, stop.value
+    result = drain(gen, records.append)
+    return records, result
 
 
 @pytest.fixture
@@ -99,13 +96,10 @@ def test_same_mode_tiles_reproduce_the_whole_slice():
 
 def test_alignment_is_what_makes_stitching_exact():
     # Depth 4 (3 poolings): tile outputs are 4 px off a multiple of 8, so unaligned origins are easy to make.
-    from napari_unet.predict import _inference_copy, _make_predictor
-    from napari_unet.tiling import predict_tiled
-
     model = _model(4)
     image = STACK[0].astype(np.float32) / 255
     cpu = torch.device("cpu")
-    predictor = _make_predictor(_inference_copy(model, cpu), cpu, probabilities=True, tta=False, amp=False)
+    predictor = make_predictor(inference_copy(model, cpu), cpu, probabilities=True, tta=False, amp=False)
     reference = predict_whole(model, image)
     common = dict(tile=100, halo=model.halo, shrink=model.shrink, batch_size=8, n_out=2)
     aligned = predict_tiled(image, predictor, align=model.align, **common)
@@ -270,6 +264,34 @@ def test_out_of_memory_halves_batch_then_shrinks_tile():
         predict_stack_sync(STACK[:1], hopeless, META, tile=64, batch_size=1)
 
 
+def test_predict_slice_backs_off_and_keeps_the_plan_for_later_slices():
+    model = _model(2)
+    cpu = torch.device("cpu")
+    predictor = make_predictor(inference_copy(model, cpu), cpu, probabilities=True, tta=False, amp=False)
+    calls = []
+
+    def once_out_of_memory(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB (simulated)")
+        return predictor(batch)
+
+    notes = []
+    plan = TilePlan.create(model, (64, 64), cpu, tile=24, batch=4, amp=False, notes=notes)
+    x = STACK[0].astype(np.float32) / 255
+    records, out = _drain(predict_slice(x, once_out_of_memory, plan, n_out=2, index=1, n_slices=3, z=2))
+    assert notes == ["out of memory on CPU — slow, consider a GPU: batch 4 -> 2"] and plan.batch == 2
+    assert records[0].message == notes[0] and records[0].tiles_done == 0 and records[0].z == 2
+    assert records[-1].message == "slice 2/3 (z=2): tile 64/64" and records[-1].fraction == pytest.approx(
+        2 / 3
+    )
+    assert calls == [4] + [2] * 32  # the failed batch, then the whole slice again in batches of 2
+    common = dict(tile=24, halo=model.halo, shrink=model.shrink, align=model.align, n_out=2)
+    assert np.array_equal(out, predict_tiled(x, predictor, batch_size=2, **common))
+    _drain(predict_slice(x, once_out_of_memory, plan, n_out=2))
+    assert len(notes) == 1  # the next slice starts from the plan that worked
+
+
 def test_other_errors_are_not_swallowed():
     class Broken(UNet):
         def forward(self, x):
@@ -314,9 +336,9 @@ def test_progress_records():
 
 def test_arguments_are_checked():
     model = _model(2)
-    with pytest.raises(ValueError, match="tile must be 'auto' or a positive integer"):
+    with pytest.raises(ValueError, match="tile must be 'auto' or a whole number of at least 1, got 'big'"):
         predict_stack_sync(STACK, model, META, tile="big")
-    with pytest.raises(ValueError, match="batch_size must be 'auto' or a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be 'auto' or a whole number of at least 1, got 0"):
         predict_stack_sync(STACK, model, META, batch_size=0)
     with pytest.raises(ValueError, match=r"\(Y, X\) or \(Z, Y, X\).*\(2, 3, 64, 64\)"):
         predict_stack_sync(np.zeros((2, 3, 64, 64)), model, META)
@@ -357,6 +379,16 @@ def test_plan_and_auto_tile_geometry():
     assert small < 1116 and model.output_size(small) > 0
     with pytest.raises(ValueError, match="smallest usable tile is 100"):
         plan_tile(model, (64, 64), 92)
+
+
+def test_min_tile_and_count_tiles():
+    model = UNet(depth=4, features=4)  # valid: halo 44, align 8
+    assert tile_geometry(model) == {"halo": 44, "shrink": 44, "align": 8}
+    assert min_tile(model) == 100  # 100 - 2 * 44 = 12 px, 8 of them kept: the first size with a centre
+    assert count_tiles(model, (1024, 1024), (436, 436)) == 9  # step 344 (= 348 rounded down to 8)
+    assert count_tiles(model, (64, 300), (100, 396)) == 8 * 1
+    same = UNet(depth=2, features=4, padding="same")  # halo 10, align 2
+    assert min_tile(same) == 22 and count_tiles(same, (64, 64), (32, 32)) == 36
 
 
 def test_auto_batch_size():

@@ -170,31 +170,26 @@ def build_checkpoint(
     return ckpt
 
 
-def save_checkpoint(
-    path: str | os.PathLike,
-    model: UNet,
-    *,
-    normalization: dict,
-    label_values: list[int],
-    class_names: list[str],
-    voxel_size: tuple | None = None,
-    history: dict | None = None,
-    extra: dict | None = None,
-) -> None:
+def save_checkpoint(path: str | os.PathLike, model: UNet, **meta: Any) -> None:
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
-    Parameters are those of :func:`build_checkpoint`; ``path`` is the destination (parent folders are
-    created). Raises as :func:`build_checkpoint` does, or ``OSError`` when the folder is not writable.
+    Parameters
+    ----------
+    path : path-like
+        The destination; parent folders are created.
+    model : UNet
+    **meta
+        The keyword parameters of :func:`build_checkpoint` (``normalization``, ``label_values``, ``class_names``,
+        optionally ``voxel_size``, ``history``, ``extra``); the weights are always included.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As :func:`build_checkpoint`.
+    OSError
+        When the folder is not writable.
     """
-    ckpt = build_checkpoint(
-        model,
-        normalization=normalization,
-        label_values=label_values,
-        class_names=class_names,
-        voxel_size=voxel_size,
-        history=history,
-        extra=extra,
-    )
+    ckpt = build_checkpoint(model, include_state=True, **meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

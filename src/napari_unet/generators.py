@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-__all__ = ["drain"]
+__all__ = ["drain", "relay"]
 
 R = TypeVar("R")
 
@@ -46,3 +46,17 @@ def drain(generator: Generator[Any, Any, R], on_progress: Callable[[Any], Any] |
     except BaseException:
         generator.close()
         raise
+
+
+def relay(generator: Generator[Any, None, R], record: Callable[..., Any]) -> Generator[Any, None, R]:
+    """Re-yield a generator's progress in another form and return its result (for ``yield from``).
+
+    Each item is passed to ``record`` (unpacked when it is a tuple, e.g. the tiler's ``(done, total)``) and what
+    ``record`` returns is yielded; the generator's return value becomes this generator's return value.
+    """
+    while True:
+        try:
+            item = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        yield record(*item) if isinstance(item, tuple) else record(item)

@@ -33,8 +33,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .generators import drain
 
 __all__ = [
     "TileGrid",
@@ -275,29 +278,7 @@ def iter_tiled_predict(
 
 
 def predict_tiled(
-    image2d: np.ndarray,
-    predict: Callable[[np.ndarray], np.ndarray],
-    *,
-    tile: int | tuple[int, int],
-    halo: int,
-    shrink: int = 0,
-    align: int = 1,
-    batch_size: int = 1,
-    n_out: int,
+    image2d: np.ndarray, predict: Callable[[np.ndarray], np.ndarray], **kwargs: Any
 ) -> np.ndarray:
     """Synchronous twin of :func:`iter_tiled_predict`: same parameters, returns the ``(n_out, Y, X)`` result."""
-    gen = iter_tiled_predict(
-        image2d,
-        predict,
-        tile=tile,
-        halo=halo,
-        shrink=shrink,
-        align=align,
-        batch_size=batch_size,
-        n_out=n_out,
-    )
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_tiled_predict(image2d, predict, **kwargs))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers_train import tiny_config
 
 from napari_unet.train import IGNORE, train
 from napari_unet.train._data import to_classes
 
-from helpers_train import tiny_config
 
 def test_to_classes_sparse_and_dense():
     lab = np.array([[0, 3, 7], [7, 0, 3]])

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers_train import blobs, tiny_config
 
 from napari_unet.checkpoint import load_checkpoint
 from napari_unet.train import TrainProgress, train, train_sync
 from napari_unet.train._run import lr_factor
 
-from helpers_train import blobs, tiny_config
 
 def test_training_learns_saves_and_reloads(tmp_path):
     image, labels = blobs()
@@ -131,7 +131,9 @@ def test_finetune_keeps_classes_and_checks_values(tmp_path):
     image, labels = blobs()
     first = train_sync(image, labels, tiny_config(iterations=3, val_fraction=0.0), checkpoint_dir=tmp_path)
     only_bg = np.where(labels == 1, 1, 0).astype(np.uint8)  # corrections of one class are enough to fine-tune
-    tuned = train_sync(image, only_bg, tiny_config(iterations=2, val_fraction=0.0, depth=3), init=first.best_path)
+    tuned = train_sync(
+        image, only_bg, tiny_config(iterations=2, val_fraction=0.0, depth=3), init=first.best_path
+    )
     assert tuned.meta["label_values"] == [1, 2]
     assert tuned.model.kwargs == first.model.kwargs  # architecture of the checkpoint, not of the config
     assert tuned.meta["extra"]["finetuned_from"] == str(first.best_path)

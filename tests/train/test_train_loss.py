@@ -8,6 +8,7 @@ import torch
 
 from napari_unet.train import IGNORE, class_weights, segmentation_loss
 
+
 def test_class_weights_inverse_frequency_clipped():
     w = class_weights([900, 100], power=1.0, max_ratio=100)
     assert w[1] / w[0] == pytest.approx(9.0)

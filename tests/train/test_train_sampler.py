@@ -9,6 +9,7 @@ from napari_unet.train import IGNORE
 from napari_unet.train._data import AnnotatedData
 from napari_unet.train._sampler import PatchSampler, reflect_index
 
+
 def test_reflect_index_matches_np_pad():
     for n in (1, 2, 5, 17):
         a = np.arange(n)

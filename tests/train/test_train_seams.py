@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers_train import blobs, tiny_config
 
 from napari_unet.checkpoint import load_checkpoint
 from napari_unet.generators import drain
@@ -22,8 +23,6 @@ from napari_unet.train._sampler import PatchSampler
 from napari_unet.train._split import Split
 from napari_unet.train._validate import Validator
 
-from helpers_train import blobs, tiny_config
-
 N = 64
 
 
@@ -36,7 +35,11 @@ def _what_the_tiler_feeds(image: np.ndarray, halo: int) -> np.ndarray:
         seen.extend(batch[:, 0].copy())
         return np.zeros((len(batch), 1, *batch.shape[-2:]), np.float32)
 
-    drain(iter_tiled_predict(image[None], record, tile=tile, halo=halo, shrink=0, align=1, batch_size=1, n_out=1))
+    drain(
+        iter_tiled_predict(
+            image[None], record, tile=tile, halo=halo, shrink=0, align=1, batch_size=1, n_out=1
+        )
+    )
     grid = tile_grid(image.shape, tile=tile, halo=halo, shrink=0, align=1)
     padded = np.full(grid.padded_shape, np.nan, np.float32)
     for (oy, ox), t in zip(grid.origins(), seen, strict=True):
@@ -83,7 +86,8 @@ def test_training_patches_are_windows_of_what_the_tiler_feeds_the_network(paddin
         hits = [
             (a, b)
             for a, b in zip(*np.nonzero(padded == patch[0, 0]), strict=True)
-            if a + p <= padded.shape[0] and b + p <= padded.shape[1]
+            if a + p <= padded.shape[0]
+            and b + p <= padded.shape[1]
             and np.array_equal(padded[a : a + p, b : b + p], patch)
         ]
         assert hits, "a training patch is not a window of the tiler's padded image"
@@ -128,7 +132,9 @@ def test_validation_of_an_interior_box_equals_whole_slice_prediction(padding):
     )
     split = Split(train_slices=[0], val_slices=[1], description="slice 1")
     scores = drain(Validator(data, split, norm, model).run(model, torch.device("cpu"), False))
-    pred = predict_stack_sync(image[1], model, {"normalization": norm, "label_values": [1, 2]}, tile=48).labels
+    pred = predict_stack_sync(
+        image[1], model, {"normalization": norm, "label_values": [1, 2]}, tile=48
+    ).labels
     mask = classes[1] >= 0
     truth = np.where(mask, classes[1] + 1, 0)
     expected = dice_iou(pred, truth, [1, 2], mask=mask)
@@ -145,10 +151,14 @@ def _parameters(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_finetuning_starts_from_the_checkpoint_weights(tmp_path):
     image, labels = blobs()
-    first = train_sync(image, labels, tiny_config(iterations=15, val_fraction=0.0, lr=1e-2), checkpoint_dir=tmp_path)
+    first = train_sync(
+        image, labels, tiny_config(iterations=15, val_fraction=0.0, lr=1e-2), checkpoint_dir=tmp_path
+    )
     start, _ = load_checkpoint(first.best_path)
     # one step at a learning rate too small to move anything: the weights must still be the checkpoint's
-    tuned = train_sync(image, labels, tiny_config(iterations=1, val_fraction=0.0, lr=1e-12), init=first.best_path)
+    tuned = train_sync(
+        image, labels, tiny_config(iterations=1, val_fraction=0.0, lr=1e-12), init=first.best_path
+    )
     fresh = train_sync(image, labels, tiny_config(iterations=1, val_fraction=0.0, lr=1e-12))
     before, after, new = _parameters(start), _parameters(tuned.model), _parameters(fresh.model)
     for name, value in before.items():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers_train import blobs, classes_of, tiny_config
 
 from napari_unet.train._split import split_annotations
 
-from helpers_train import blobs, classes_of, tiny_config
 
 def test_automatic_split_holds_out_the_last_annotated_slices():
     _, labels = blobs((3, 64, 64))
@@ -43,7 +43,9 @@ def test_single_slice_holds_out_a_stripe_with_every_class():
     labels[5:60, 5:60] = 1
     labels[20:40, 10:55] = 2
     classes, k = classes_of(labels)
-    s = split_annotations(classes, k, tiny_config(), 1)  # automatic: a single painted slice trains on all of its strokes
+    s = split_annotations(
+        classes, k, tiny_config(), 1
+    )  # automatic: a single painted slice trains on all of its strokes
     assert s.val_slices == [] and s.val_region is None and s.train_slices == [0]
     assert "single annotated slice" in s.description
     s = split_annotations(classes, k, tiny_config(val_fraction=0.2), 1)  # asked for: a stripe

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers_train import blobs, classes_of, tiny_config
 
 from napari_unet.generators import drain
 from napari_unet.model import UNet
@@ -11,7 +12,6 @@ from napari_unet.train._data import AnnotatedData
 from napari_unet.train._split import split_annotations
 from napari_unet.train._validate import Validator
 
-from helpers_train import blobs, classes_of, tiny_config
 
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_validation_scores_what_predict_stack_would_segment(padding):

@@ -235,7 +235,8 @@ def image_normalization(image: Any, in_channels: int) -> dict:
     if in_channels == 1:
         return normalization_from_image(image)
     per_channel = [
-        normalization_from_image(image[..., c, :, :] if np.ndim(image) > 3 else image[c]) for c in range(in_channels)
+        normalization_from_image(image[..., c, :, :] if np.ndim(image) > 3 else image[c])
+        for c in range(in_channels)
     ]
     normalization = dict(per_channel[0])
     normalization["low"] = [n["low"] for n in per_channel]

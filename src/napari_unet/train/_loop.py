@@ -68,7 +68,9 @@ def train(
     try:
         yield run.progress("setup", run.describe())
         stopped = yield from _iterate(run)
-        yield from _final_validation(run)  # also after "stop": the result carries the score of what it returns
+        yield from _final_validation(
+            run
+        )  # also after "stop": the result carries the score of what it returns
     except (GeneratorExit, KeyboardInterrupt):
         run.keep_on_cancel()
         raise
@@ -92,7 +94,9 @@ def _iterate(run: TrainingRun) -> Generator[TrainProgress, Any, bool]:
         scores = yield from run.validate()
         run.stretch_validation_interval(t_val)
         message = f"validation at iteration {run.iteration}: mean Dice {scores['mean_dice']:.4f}"
-        if _is_stop((yield run.progress("validate", message + (" (best)" if scores["best"] else ""), val=scores))):
+        if _is_stop(
+            (yield run.progress("validate", message + (" (best)" if scores["best"] else ""), val=scores))
+        ):
             return True
     return False
 

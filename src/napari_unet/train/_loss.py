@@ -96,4 +96,3 @@ def segmentation_loss(
     dice = (2 * inter + eps) / (denom + eps)
     present = support > 0
     return ce + dice_weight * (1.0 - dice[present].mean())
-

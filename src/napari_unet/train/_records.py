@@ -80,4 +80,3 @@ class TrainResult:
     best_path: Path | None
     last_path: Path | None
     cancelled: bool = False
-

@@ -21,6 +21,7 @@ import torch
 from .. import checkpoint as ckpt_mod
 from ..config import DEFAULT_ITERATIONS, TrainConfig
 from ..device import autocast, autocast_dtype, select_device
+from ..generators import relay
 from ..model import UNet
 from ..transforms import AugmentConfig
 from ._data import AnnotatedData, class_counts, image_normalization, read_annotated
@@ -208,7 +209,9 @@ class TrainingRun:
         counts = class_counts(self.train_data.classes, k, self.split.train_slices)
         if counts.sum() == 0:
             raise ValueError("no annotations left for training after holding out validation data")
-        self.weights = class_weights(counts, power=config.class_weight_power, max_ratio=config.max_class_weight)
+        self.weights = class_weights(
+            counts, power=config.class_weight_power, max_ratio=config.max_class_weight
+        )
 
     def _setup_model(self, image: Any, voxel_size: Sequence[float] | None) -> None:
         config, data = self.config, self.data
@@ -318,7 +321,11 @@ class TrainingRun:
         with autocast(device, enabled=config.amp):
             logits = self.model(x)
         loss = segmentation_loss(
-            logits, y, weight=self.weight_t, dice_weight=config.dice_weight, entropy_weight=config.entropy_weight
+            logits,
+            y,
+            weight=self.weight_t,
+            dice_weight=config.dice_weight,
+            entropy_weight=config.entropy_weight,
         )
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -351,13 +358,9 @@ class TrainingRun:
         t0 = time.monotonic()
         gen = self.validator.run(self.model, self.device, self.config.amp)
         try:
-            while True:
-                try:
-                    done, total = next(gen)
-                except StopIteration as stop:
-                    scores = stop.value
-                    break
-                yield self.progress("validate", f"validating: tile {done}/{total}")
+            scores = yield from relay(
+                gen, lambda done, total: self.progress("validate", f"validating: tile {done}/{total}")
+            )
         finally:
             gen.close()  # on cancel: puts the model back in training mode now, not at garbage collection
         self.last_val_iteration = self.iteration
@@ -381,7 +384,9 @@ class TrainingRun:
             self.best_dice = dice
             history["best_iteration"] = self.iteration
             history["best_val_dice"] = dice
-            self.best_state = {key: t.detach().to("cpu", copy=True) for key, t in self.model.state_dict().items()}
+            self.best_state = {
+                key: t.detach().to("cpu", copy=True) for key, t in self.model.state_dict().items()
+            }
             self.save(self.best_path)
         self.save(self.last_path)
 
@@ -393,7 +398,9 @@ class TrainingRun:
 
     def save(self, path: Path | None) -> None:
         if path is not None:
-            ckpt_mod.save_checkpoint(path, self.model, **self.ckpt_fields, history=self.history, extra=self.extra)
+            ckpt_mod.save_checkpoint(
+                path, self.model, **self.ckpt_fields, history=self.history, extra=self.extra
+            )
 
     def keep_on_cancel(self) -> None:
         """Cancelled: keep a usable model on disk. Weights caught mid-update are not saved."""
@@ -433,4 +440,3 @@ class TrainingRun:
         if best is not None and self.validator is not None:
             text += f", best validation mean Dice {best:.4f} at iteration {self.history['best_iteration']}"
         return text
-

@@ -102,5 +102,3 @@ class PatchSampler:
             images.append(img)
             targets.append(lab)
         return np.stack(images).astype(np.float32, copy=False), np.stack(targets).astype(np.int64)
-
-

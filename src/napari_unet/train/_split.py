@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,8 +160,6 @@ def split_annotations(classes: dict[int, np.ndarray], k: int, config: TrainConfi
     region, desc = stripe
     where = "the annotated slice" if len(annotated) == 1 else "each annotated slice"
     return Split(annotated, annotated, region, f"validating on {desc} of {where}")
-
-
 
 
 def training_view(data: AnnotatedData, split: Split) -> AnnotatedData:

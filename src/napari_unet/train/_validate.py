@@ -11,7 +11,7 @@ import torch
 from ..metrics import confusion_matrix, scores_from_confusion
 from ..model import UNet
 from ..normalize import apply_normalization
-from ..predict import make_predictor
+from ..predict import make_predictor, tile_geometry
 from ..tiling import iter_tiled_predict
 from ._data import IGNORE, AnnotatedData
 from ._split import Split
@@ -110,16 +110,10 @@ class Validator:
             for z, crop, inner, target in self.items:
                 img = apply_normalization(self.data.images[z][(slice(None), *crop)], self.normalization)
                 tile = validation_tile(model, max(img.shape[-2:]))
-                pred = yield from iter_tiled_predict(
-                    img,
-                    predict,
-                    tile=tile,
-                    halo=model.halo,
-                    shrink=model.shrink,
-                    align=model.align,
-                    batch_size=1,
-                    n_out=1,
+                tiles = iter_tiled_predict(
+                    img, predict, tile=tile, batch_size=1, n_out=1, **tile_geometry(model)
                 )
+                pred = yield from tiles
                 pred = pred[0][inner].astype(np.int64)
                 cm += confusion_matrix(pred, target.astype(np.int64), list(range(k)), mask=target >= 0)
         finally:
