@@ -38,7 +38,12 @@ def parse_auto_int(value: Any, name: str, *, minimum: int = 1) -> int | None:
             value = int(text)
         except ValueError:
             raise ValueError(expected) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or int(value) != value
+        or value < minimum
+    ):
         raise ValueError(expected)
     return int(value)
 

@@ -2,16 +2,85 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
 @pytest.fixture
 def errors(monkeypatch):
     """Messages the widgets send to napari as error notifications, in order."""
-    from napari_unet._widgets import segment, train
+    from napari_unet._widgets import _runner, train
 
     seen: list[str] = []
-    monkeypatch.setattr(segment, "show_error", seen.append)
     monkeypatch.setattr(train, "show_error", seen.append)
-    monkeypatch.setattr("napari_unet._widgets._runner.show_error", seen.append)
+    monkeypatch.setattr(_runner, "show_error", seen.append)
     return seen
+
+
+@pytest.fixture
+def em_strokes():
+    """(image, strokes), both (3, 64, 64) uint8: a grid of bright 'membranes' on a darker, noisy background, and
+    strokes of both classes (1 membrane, 2 cell interior) on slice 0."""
+    shape = (3, 64, 64)
+    rng = np.random.default_rng(0)
+    z, y, x = np.indices(shape)
+    membrane = ((y % 16) < 2) | ((x % 16) < 2)
+    image = (60 + 120 * membrane + rng.normal(0, 10, shape)).clip(0, 255).astype(np.uint8)
+    strokes = np.zeros(shape, np.uint8)
+    strokes[0, 16:18, 4:60] = 1  # along a membrane
+    strokes[0, 4:60, 32:34] = 1
+    strokes[0, 6:12, 6:12] = 2  # inside cells
+    strokes[0, 38:44, 40:46] = 2
+    strokes[0, 52:58, 20:26] = 2
+    return image, strokes
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A real (untrained) checkpoint: 2 classes written as label values 1 and 2; (path, meta without weights)."""
+    from napari_unet.checkpoint import read_checkpoint, save_checkpoint
+    from napari_unet.model import UNet
+
+    model = UNet(in_channels=1, n_classes=2, depth=2, features=4)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(
+        path,
+        model,
+        normalization={"mode": "percentile", "low": 0.0, "high": 255.0},
+        label_values=[1, 2],
+        class_names=["membrane", "cell"],
+    )
+    meta = {k: v for k, v in read_checkpoint(path).items() if k != "state_dict"}
+    return path, meta
+
+
+@pytest.fixture
+def two_channel_model(tmp_path):
+    """A real checkpoint of a model for images with two channels per pixel (the widgets' images have one)."""
+    from napari_unet.checkpoint import save_checkpoint
+    from napari_unet.model import UNet
+
+    path = tmp_path / "two_channels.pt"
+    save_checkpoint(
+        path,
+        UNet(in_channels=2, n_classes=2, depth=2, features=4),
+        normalization={"mode": "percentile", "low": 0.0, "high": 255.0},
+        label_values=[1, 2],
+        class_names=["a", "b"],
+    )
+    return path
+
+
+@pytest.fixture
+def engine_labels():
+    """``engine_labels(checkpoint_path, image, **kwargs)``: the labels the engine's own ``predict_stack_sync``
+    gives for ``image`` (CPU unless told), to compare a widget's or a job's result with."""
+    from napari_unet.checkpoint import load_checkpoint
+    from napari_unet.predict import predict_stack_sync
+
+    def predict(path, image, **kwargs):
+        model, meta = load_checkpoint(path)
+        kwargs.setdefault("device", "cpu")
+        return np.asarray(predict_stack_sync(image, model, meta, **kwargs).labels)
+
+    return predict

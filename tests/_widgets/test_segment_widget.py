@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from napari_unet._widgets import segment as segment_module
 from napari_unet._widgets._runner import Outcome
@@ -13,35 +12,15 @@ from napari_unet.session import session_for
 TIMEOUT = 30_000
 
 
-@pytest.fixture
-def tiny_model(tmp_path):
-    """A real (untrained) checkpoint: 2 classes written as label values 1 and 2."""
-    from napari_unet.checkpoint import save_checkpoint
-    from napari_unet.model import UNet
-
-    model = UNet(in_channels=1, n_classes=2, depth=2, features=4)
-    path = tmp_path / "tiny.pt"
-    save_checkpoint(
-        path,
-        model,
-        normalization={"mode": "percentile", "low": 0.0, "high": 255.0},
-        label_values=[1, 2],
-        class_names=["membrane", "cell"],
-    )
-    from napari_unet.checkpoint import read_checkpoint
-
-    meta = {k: v for k, v in read_checkpoint(path).items() if k != "state_dict"}
-    return path, meta
-
-
 def _image(shape=(3, 64, 64)):
     return np.random.default_rng(0).integers(0, 255, shape).astype(np.uint8)
 
 
 def _widget(viewer, tiny_model=None) -> SegmentWidget:
-    """The widget as napari makes it (from the manifest, docked, with napari's viewer proxy)."""
+    """The widget as napari makes it (from the manifest, docked, with napari's viewer proxy), on the CPU."""
     _dock, w = viewer.window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
     assert isinstance(w, SegmentWidget)
+    w.device.value = "cpu"  # the engine's CPU result is what the tests compare with
     if tiny_model is not None:
         session_for(viewer).set(tiny_model[0], tiny_model[1], description="tiny test model")
     return w
@@ -67,7 +46,9 @@ def test_both_widgets_load_from_the_manifest_and_share_the_session(make_napari_v
     assert "tiny test model" in trainer.model_info.value and trainer.save_button.enabled
 
 
-def test_whole_stack_adds_one_labels_layer_then_updates_it(make_napari_viewer, qtbot, tiny_model):
+def test_whole_stack_adds_one_labels_layer_then_updates_it(
+    make_napari_viewer, qtbot, tiny_model, engine_labels
+):
     viewer = make_napari_viewer()
     data = _image()
     image = viewer.add_image(data.copy(), name="em", scale=(2.0, 0.5, 0.5), translate=(10.0, 1.0, 2.0))
@@ -79,16 +60,18 @@ def test_whole_stack_adds_one_labels_layer_then_updates_it(make_napari_viewer, q
     assert outcome.error is None and not outcome.cancelled
     assert [layer.name for layer in viewer.layers] == ["em", "em U-Net"]
     out = viewer.layers["em U-Net"]
-    assert out.data.shape == data.shape
+    assert out.data.shape == data.shape and out.data.dtype == np.uint8
     np.testing.assert_allclose(out.scale, image.scale)
     np.testing.assert_allclose(out.translate, image.translate)
-    assert set(np.unique(out.data)) <= {1, 2}  # the model's label values, every pixel predicted
+    expected = engine_labels(tiny_model[0], data)  # what the engine gives on the same model and image
+    np.testing.assert_array_equal(out.data, expected)
+    assert set(np.unique(expected)) == {1, 2}  # both classes appear, in the model's label values
 
     out.data = np.full_like(out.data, 7)  # a second run must replace the data of the same layer object
     _run(qtbot, w)
     assert [layer.name for layer in viewer.layers] == ["em", "em U-Net"]
     assert viewer.layers["em U-Net"] is out
-    assert set(np.unique(out.data)) <= {1, 2}
+    np.testing.assert_array_equal(out.data, expected)
     np.testing.assert_array_equal(image.data, data)  # the user's layer is untouched
 
     # current slice: only that slice of the same layer is written
@@ -98,20 +81,26 @@ def test_whole_stack_adds_one_labels_layer_then_updates_it(make_napari_viewer, q
     _run(qtbot, w)
     assert viewer.layers["em U-Net"] is out and len(viewer.layers) == 2
     assert (out.data[:2] == 7).all()
-    assert set(np.unique(out.data[2])) <= {1, 2}
+    np.testing.assert_array_equal(out.data[2], expected[2])
     assert "slice 2" in w.status.value
 
 
-def test_current_slice_on_a_fresh_stack_creates_full_size_layer(make_napari_viewer, qtbot, tiny_model):
+def test_current_slice_on_a_fresh_stack_creates_full_size_layer(
+    make_napari_viewer, qtbot, tiny_model, engine_labels
+):
     viewer = make_napari_viewer()
-    viewer.add_image(_image(), name="em", scale=(3.0, 1.0, 1.0))
+    data = _image()
+    image = viewer.add_image(data, name="em", scale=(3.0, 1.0, 1.0), translate=(0.0, 5.0, 0.0))
     viewer.dims.set_current_step(0, 1)
     w = _widget(viewer, tiny_model)
     w.scope.value = SCOPE_SLICE
     _run(qtbot, w)
     out = viewer.layers["em U-Net"]
-    assert out.data.shape == (3, 64, 64)
-    assert (out.data[[0, 2]] == 0).all() and (out.data[1] > 0).all()
+    assert out.data.shape == (3, 64, 64)  # the image's shape, on the image's pixels
+    np.testing.assert_allclose(out.scale, image.scale)
+    np.testing.assert_allclose(out.translate, image.translate)
+    assert (out.data[[0, 2]] == 0).all()
+    np.testing.assert_array_equal(out.data[1], engine_labels(tiny_model[0], data[1:2])[0])
 
 
 def test_probabilities_layer_lines_up_with_the_stack(make_napari_viewer, qtbot, tiny_model):
@@ -130,20 +119,26 @@ def test_probabilities_layer_lines_up_with_the_stack(make_napari_viewer, qtbot, 
     assert len(viewer.layers) == 3
 
 
-def test_2d_image_and_model_file(make_napari_viewer, qtbot, tiny_model):
+def test_2d_image_and_model_file(make_napari_viewer, qtbot, tiny_model, engine_labels):
     viewer = make_napari_viewer()
-    viewer.add_image(_image((64, 80)), name="slice")
+    data = _image((64, 80))
+    viewer.add_image(data, name="slice", scale=(0.5, 0.25))
     w = _widget(viewer)  # no session model: use the file
     w.model_source.value = "model file"
     w.model_file.value = tiny_model[0]
     w.tile.value = "48"  # several tiles, rounded to a size the network accepts
+    w.batch_size.value = " 2 "
     _run(qtbot, w)
     out = viewer.layers["slice U-Net"]
     assert out.data.shape == (64, 80)
-    assert set(np.unique(out.data)) <= {1, 2}
+    np.testing.assert_allclose(out.scale, (0.5, 0.25))
+    np.testing.assert_array_equal(out.data, engine_labels(tiny_model[0], data, tile=48, batch_size=2))
+    assert "batch 2)" in w.status.value  # the typed batch size reached the engine
 
 
-def test_disk_backed_output_for_big_lazy_stacks(make_napari_viewer, qtbot, tiny_model, monkeypatch):
+def test_disk_backed_output_for_big_lazy_stacks(
+    make_napari_viewer, qtbot, tiny_model, monkeypatch, engine_labels
+):
     import dask.array as da
 
     monkeypatch.setattr(segment_module, "RAM_FRACTION", 1e-9)  # every output counts as "bigger than RAM"
@@ -155,8 +150,8 @@ def test_disk_backed_output_for_big_lazy_stacks(make_napari_viewer, qtbot, tiny_
     _run(qtbot, w)
     out = viewer.layers["lazy U-Net"]
     assert not isinstance(out.data, np.ndarray)  # a zarr array on disk
-    assert set(np.unique(np.asarray(out.data))) <= {1, 2}
     whole = np.asarray(out.data).copy()
+    np.testing.assert_array_equal(whole, engine_labels(tiny_model[0], data))
 
     viewer.dims.set_current_step(1, 1)  # axis 0 is the probability layer's class axis
     w.scope.value = SCOPE_SLICE
@@ -196,23 +191,14 @@ def test_bad_inputs_are_notifications_in_words(make_napari_viewer, errors, tiny_
     assert not w.runner.busy and [layer.name for layer in viewer.layers] == ["em"]
 
 
-def test_channel_mismatch_and_broken_file_are_notifications(make_napari_viewer, qtbot, errors, tmp_path):
-    from napari_unet.checkpoint import save_checkpoint
-    from napari_unet.model import UNet
-
-    path = tmp_path / "two_channels.pt"
-    save_checkpoint(
-        path,
-        UNet(in_channels=2, n_classes=2, depth=2, features=4),
-        normalization={"mode": "percentile", "low": 0.0, "high": 255.0},
-        label_values=[1, 2],
-        class_names=["a", "b"],
-    )
+def test_channel_mismatch_and_broken_file_are_notifications(
+    make_napari_viewer, qtbot, errors, tmp_path, two_channel_model
+):
     viewer = make_napari_viewer()
     viewer.add_image(_image(), name="em")
     w = _widget(viewer)
     w.model_source.value = "model file"
-    w.model_file.value = path
+    w.model_file.value = two_channel_model
     outcome = _run(qtbot, w)
     assert outcome.error is not None
     assert "2 channels" in errors[-1]

@@ -22,21 +22,6 @@ from napari_unet.session import session_for
 TIMEOUT = 60_000
 
 
-def _data(shape=(3, 64, 64)):
-    """A grid of bright 'membranes' on a darker, noisy background, and strokes of both classes on slice 0."""
-    rng = np.random.default_rng(0)
-    z, y, x = np.indices(shape)
-    membrane = ((y % 16) < 2) | ((x % 16) < 2)
-    image = (60 + 120 * membrane + rng.normal(0, 10, shape)).clip(0, 255).astype(np.uint8)
-    strokes = np.zeros(shape, np.uint8)
-    strokes[0, 16:18, 4:60] = 1  # along a membrane
-    strokes[0, 4:60, 32:34] = 1
-    strokes[0, 6:12, 6:12] = 2  # inside cells
-    strokes[0, 38:44, 40:46] = 2
-    strokes[0, 52:58, 20:26] = 2
-    return image, strokes
-
-
 def _widget(viewer, iterations=6) -> TrainWidget:
     """The widget as napari makes it (from the manifest, docked), set for a tiny, quick model."""
     _dock, w = viewer.window.add_plugin_dock_widget("napari-unet", "Train U-Net")
@@ -51,9 +36,9 @@ def _widget(viewer, iterations=6) -> TrainWidget:
     return w
 
 
-def _viewer_with_data(make_napari_viewer):
+def _viewer_with_data(make_napari_viewer, em_strokes):
     viewer = make_napari_viewer()
-    image, strokes = _data()
+    image, strokes = em_strokes
     viewer.add_image(image, name="em", scale=(3.0, 1.0, 1.0))
     viewer.add_labels(strokes, name="strokes", scale=(3.0, 1.0, 1.0))
     return viewer, image, strokes
@@ -65,8 +50,10 @@ def _train(qtbot, w):
     return blocker.args[0]
 
 
-def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(make_napari_viewer, qtbot, tmp_path):
-    viewer, image, strokes = _viewer_with_data(make_napari_viewer)
+def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
+    make_napari_viewer, qtbot, tmp_path, em_strokes
+):
+    viewer, image, strokes = _viewer_with_data(make_napari_viewer, em_strokes)
     viewer.dims.set_current_step(0, 1)
     w = _widget(viewer)
     w.validation.value = VAL_SHARE  # one painted slice: validation only when asked for
@@ -89,9 +76,12 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(make_napa
     # the preview: one layer of the widget's, on the slice the viewer shows
     assert [layer.name for layer in viewer.layers] == ["em", "strokes", PREVIEW_LAYER]
     preview = viewer.layers[PREVIEW_LAYER]
-    assert preview.data.shape == (1, 64, 64)
-    assert set(np.unique(preview.data)) <= {1, 2}
+    assert preview.data.shape == (1, 64, 64)  # one slice of the image, on the image's pixels
+    np.testing.assert_allclose(preview.scale, viewer.layers["em"].scale)
     np.testing.assert_allclose(preview.translate, (3.0, 0.0, 0.0))  # slice 1 at Z scale 3
+    info = preview.metadata["napari_unet"]
+    assert info["role"] == "preview" and info["slice"] == 1 and 5 <= info["iteration"] <= 6
+    assert set(np.unique(preview.data)) <= set(model.label_values)  # (test_train_job checks the values)
     # the user's layers are untouched
     np.testing.assert_array_equal(viewer.layers["em"].data, image)
     np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
@@ -116,11 +106,11 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(make_napa
     assert len([layer for layer in viewer.layers if layer.name == PREVIEW_LAYER]) <= 1
 
 
-def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_viewer, qtbot):
+def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_viewer, qtbot, em_strokes):
     from napari.utils import progress
     from qtpy.QtCore import QTimer
 
-    viewer, image, strokes = _viewer_with_data(make_napari_viewer)
+    viewer, image, strokes = _viewer_with_data(make_napari_viewer, em_strokes)
     names_before = [layer.name for layer in viewer.layers]
     w = _widget(viewer)
     w.budget_unit.value = BUDGET_MINUTES
@@ -164,9 +154,9 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
 
 
-def test_bad_inputs_are_notifications_in_words(make_napari_viewer, qtbot, errors):
+def test_bad_inputs_are_notifications_in_words(make_napari_viewer, qtbot, errors, em_strokes):
     viewer = make_napari_viewer()
-    image, strokes = _data()
+    image, strokes = em_strokes
     w = _widget(viewer)
     assert not w.train()
     assert "image" in errors[-1]
@@ -198,27 +188,32 @@ def test_bad_inputs_are_notifications_in_words(make_napari_viewer, qtbot, errors
     assert [layer.name for layer in viewer.layers] == ["em", "wrong size", "empty", "one class"]
 
 
-def test_presets_match_the_engine():
-    from napari_unet.train import TrainConfig
+def test_controls_show_the_engine_preset_and_reach_the_config(make_napari_viewer, em_strokes):
+    from napari_unet.config import TrainConfig
 
-    for preset in PRESETS.values():
-        config = TrainConfig.preset(preset["engine"]).resolved()  # sparse strokes, the widget's default
+    viewer, image, strokes = _viewer_with_data(make_napari_viewer, em_strokes)
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-unet", "Train U-Net")
+    assert w.preset.value == "fast — CPU"
+    for label, engine in PRESETS.items():
+        w.preset.value = label
+        shown = TrainConfig.preset(engine).resolved()  # the engine's values for sparse strokes
         for name in UI_FIELDS:
-            assert getattr(config, name) == pytest.approx(preset[name]), (preset["engine"], name)
-
-
-def test_out_of_memory_becomes_advice():
-    from napari_unet._widgets._runner import user_message
-
-    class OutOfMemoryError(RuntimeError):  # torch's class name, without importing torch
-        pass
-
-    text = user_message(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "Training")
-    assert text.startswith("Training ran out of memory. Lower the batch size or the patch/tile size")
-    assert (
-        user_message(ValueError("only one class painted"), "Training")
-        == "Training stopped: only one class painted"
-    )
+            assert getattr(w, name).value == pytest.approx(getattr(shown, name)), (label, name)
+        # the request: the engine's preset with what the controls say on top
+        w.patch.value = 64
+        expected = TrainConfig.preset(
+            engine,
+            dense=False,
+            depth=shown.depth,
+            features=shown.features,
+            patch=64,
+            batch_size=shown.batch_size,
+            lr=float(w.lr.value),
+            val_every=w.val_every.value,
+            device="auto",
+            minutes=2.0,
+        )
+        assert w.request().config == expected
 
 
 def test_session_save_and_run_folders(tmp_path):

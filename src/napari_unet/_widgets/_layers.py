@@ -1,4 +1,5 @@
-"""Small chores shared by the widgets: layer choices, the current slice, the layers the widgets own, dock width.
+"""Small chores shared by the widgets: layer choices, the current slice, the layers the widgets own, dock width,
+the controls both widgets have (device, model file).
 
 Nothing numeric happens here: layers are unpacked into (data, scale, translate) and written back. A layer the
 widgets create is tagged in ``layer.metadata["napari_unet"]`` with its role and source image, so that a second run
@@ -7,27 +8,50 @@ finds and updates *that* layer (same object) and never touches a layer the user 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import napari
-from magicgui.widgets import ComboBox, Container
+from magicgui.widgets import ComboBox, Container, FileEdit
 from napari.layers import Image, Labels, Layer
 
 __all__ = [
+    "DEVICES",
     "OWNER_KEY",
+    "align_labels",
     "current_index",
+    "device_choice",
     "find_owned",
-    "keep_narrow",
     "geometry_of",
+    "keep_narrow",
     "layer_choices",
+    "model_file_edit",
     "owned_role",
+    "place_on",
+    "shape_text",
     "stack_data",
     "tag",
     "watch_layers",
 ]
 
 OWNER_KEY = "napari_unet"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def device_choice(**kwargs: Any) -> ComboBox:
+    """The "device" control of both widgets ("auto", "cpu", "cuda", "mps"); ``kwargs`` go to the ComboBox."""
+    return ComboBox(
+        label="device",
+        choices=list(DEVICES),
+        value="auto",
+        tooltip="'auto' uses a CUDA GPU, then Apple MPS, then the CPU.",
+        **kwargs,
+    )
+
+
+def model_file_edit() -> FileEdit:
+    """The (initially hidden) "model file" chooser of both widgets: an existing ``.pt`` checkpoint."""
+    return FileEdit(label="model file", mode="r", filter="*.pt *.pth", visible=False)
 
 
 def layer_choices(viewer: napari.Viewer, kind: type[Layer]) -> Callable[[Any], list[tuple[str, Layer]]]:
@@ -81,6 +105,26 @@ def keep_narrow(container: Container) -> None:
             widget.native.setMinimumContentsLength(14)
         elif isinstance(widget, Label):
             widget.native.setWordWrap(True)
+
+
+def align_labels(groups: Iterable[Container]) -> None:
+    """One label column across ``groups``, the labelled sub-containers a dock widget is built from.
+
+    magicgui lines the labels up within each container (at the width of its widest label); a dock built from
+    groups looks like one form again when every group's labels get the width of the widest label of them all.
+    """
+    from magicgui.application import use_app
+    from magicgui.widgets.bases import ButtonWidget
+
+    rows = [w for group in groups for w in group if not isinstance(w, ButtonWidget)]
+    if not rows:
+        return
+    measure = use_app().get_obj("get_text_width")
+    widest = max(measure(w.label) for w in rows)
+    for widget in rows:
+        row = widget._labeled_widget()  # magicgui's (label, widget) row: its width has no public handle
+        if row is not None:
+            row.label_width = widest
 
 
 def tag(layer: Layer, role: str, source: str | None = None) -> Layer:
@@ -152,6 +196,13 @@ def geometry_of(layer: Layer, extra_leading: int = 0) -> dict[str, tuple]:
     if units is not None:
         geo["units"] = ("pixel",) * extra_leading + tuple(str(u) for u in units)
     return geo
+
+
+def place_on(layer: Layer, image: Layer, extra_leading: int = 0) -> None:
+    """Move an existing ``layer`` onto ``image``'s pixels (``scale``/``translate``, see :func:`geometry_of`)."""
+    geo = geometry_of(image, extra_leading)
+    layer.scale = geo["scale"]
+    layer.translate = geo["translate"]
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

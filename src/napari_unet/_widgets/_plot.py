@@ -8,6 +8,7 @@ napari-unet free of matplotlib. The loss uses the left axis (linear, from 0), th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer
 from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
@@ -38,6 +39,41 @@ def _fmt(v: float) -> str:
     if abs(v) >= 100 or abs(v) < 0.01:
         return f"{v:.1e}"
     return f"{v:.3g}"
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """Data → pixels inside ``plot``: iterations 0..x_max across, loss 0..y_max (left) and score 0..1 (right) up."""
+
+    plot: QRectF
+    x_max: float
+    y_max: float
+
+    def x(self, x: float) -> float:
+        return self.plot.left() + x / self.x_max * self.plot.width()
+
+    def loss(self, y: float) -> float:
+        return self.plot.bottom() - min(max(y / self.y_max, 0.0), 1.0) * self.plot.height()
+
+    def score(self, y: float) -> float:
+        return self.plot.bottom() - min(max(y, 0.0), 1.0) * self.plot.height()
+
+    def loss_path(self, points: list[tuple[float, float]]) -> QPainterPath:
+        path = QPainterPath(QPointF(self.x(points[0][0]), self.loss(points[0][1])))
+        for x, y in points[1:]:
+            path.lineTo(self.x(x), self.loss(y))
+        return path
+
+
+def _draw_grid(p: QPainter, plot: QRectF, fg: QColor) -> None:
+    """The plot's frame and three faint horizontal lines."""
+    grid = QColor(fg)
+    grid.setAlpha(50)
+    p.setPen(QPen(grid, 1))
+    p.drawRect(plot)
+    for frac in (0.25, 0.5, 0.75):
+        y = plot.bottom() - frac * plot.height()
+        p.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
 
 
 class CurvePlot(QWidget):
@@ -117,8 +153,6 @@ class CurvePlot(QWidget):
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         pal = self.palette()
         fg = pal.color(pal.ColorRole.WindowText)
-        grid = QColor(fg)
-        grid.setAlpha(50)
         font = QFont(self.font())
         font.setPointSizeF(max(7.0, font.pointSizeF() * 0.85))
         p.setFont(font)
@@ -126,13 +160,7 @@ class CurvePlot(QWidget):
 
         left, right, top, bottom = fm.horizontalAdvance("0.000") + 8, fm.horizontalAdvance("1.0") + 10, 18, 18
         plot = QRectF(left, top, max(self.width() - left - right, 10), max(self.height() - top - bottom, 10))
-
-        p.setPen(QPen(grid, 1))
-        p.drawRect(plot)
-        for frac in (0.25, 0.5, 0.75):
-            y = plot.bottom() - frac * plot.height()
-            p.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
-
+        _draw_grid(p, plot, fg)
         if not self.loss_points and not self.val_points:
             p.setPen(fg)
             p.drawText(plot, Qt.AlignmentFlag.AlignCenter, "loss and validation curves appear here")
@@ -142,63 +170,58 @@ class CurvePlot(QWidget):
         x_max = max([1] + [x for x, _ in self.loss_points] + [x for x, _ in self.val_points])
         if self.x_total:
             x_max = max(x_max, self.x_total)
-        y_max = _nice_max(max((y for _, y in self.loss_points), default=1.0))
+        axes = _Axes(plot, x_max, _nice_max(max((y for _, y in self.loss_points), default=1.0)))
+        self._draw_loss(p, axes)
+        self._draw_validation(p, axes)
+        self._draw_text(p, axes, fg, (left, right, top))
+        p.end()
 
-        def px(x: float) -> float:
-            return plot.left() + x / x_max * plot.width()
-
-        def py_loss(y: float) -> float:
-            return plot.bottom() - min(max(y / y_max, 0.0), 1.0) * plot.height()
-
-        def py_val(y: float) -> float:
-            return plot.bottom() - min(max(y, 0.0), 1.0) * plot.height()
-
-        # raw loss, faint
-        n_bins = max(int(plot.width()), 10)
+    def _draw_loss(self, p: QPainter, axes: _Axes) -> None:
+        """The raw loss, faint, and its smoothed curve on top (left axis)."""
+        n_bins = max(int(axes.plot.width()), 10)
         raw = self._binned_raw(n_bins)
         if len(raw) > 1:
             faint = QColor(LOSS_COLOR)
             faint.setAlpha(90)
             p.setPen(QPen(faint, 1))
-            path = QPainterPath(QPointF(px(raw[0][0]), py_loss(raw[0][1])))
-            for x, y in raw[1:]:
-                path.lineTo(px(x), py_loss(y))
-            p.drawPath(path)
+            p.drawPath(axes.loss_path(raw))
         smooth = self._smoothed(n_bins)
         if len(smooth) > 1:
             p.setPen(QPen(LOSS_COLOR, 2))
-            path = QPainterPath(QPointF(px(smooth[0][0]), py_loss(smooth[0][1])))
-            for x, y in smooth[1:]:
-                path.lineTo(px(x), py_loss(y))
-            p.drawPath(path)
+            p.drawPath(axes.loss_path(smooth))
         elif smooth:
             p.setPen(QPen(LOSS_COLOR, 4))
-            p.drawPoint(QPointF(px(smooth[0][0]), py_loss(smooth[0][1])))
+            p.drawPoint(QPointF(axes.x(smooth[0][0]), axes.loss(smooth[0][1])))
 
-        # validation score
-        if self.val_points:
-            p.setPen(QPen(VAL_COLOR, 2))
-            pts = [QPointF(px(x), py_val(y)) for x, y in self.val_points]
-            for a, b in zip(pts, pts[1:], strict=False):
-                p.drawLine(a, b)
-            p.setBrush(VAL_COLOR)
-            for q in pts:
-                p.drawEllipse(q, 2.5, 2.5)
-            bx, by = self.best_validation()
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawEllipse(QPointF(px(bx), py_val(by)), 5.5, 5.5)
+    def _draw_validation(self, p: QPainter, axes: _Axes) -> None:
+        """The validation scores, joined, with the best one ringed (right axis, 0..1)."""
+        if not self.val_points:
+            return
+        p.setPen(QPen(VAL_COLOR, 2))
+        pts = [QPointF(axes.x(x), axes.score(y)) for x, y in self.val_points]
+        for a, b in zip(pts, pts[1:], strict=False):
+            p.drawLine(a, b)
+        p.setBrush(VAL_COLOR)
+        for q in pts:
+            p.drawEllipse(q, 2.5, 2.5)
+        bx, by = self.best_validation()
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.drawEllipse(QPointF(axes.x(bx), axes.score(by)), 5.5, 5.5)
 
-        # axes text
+    def _draw_text(self, p: QPainter, axes: _Axes, fg: QColor, margins: tuple[float, float, float]) -> None:
+        """Axis ends, the iteration count and the two legends (latest loss; latest and best score)."""
+        left, right, top = margins
+        plot = axes.plot
         p.setPen(fg)
-        h = fm.height()
-        p.drawText(QRectF(0, plot.top() - h / 2, left - 4, h), Qt.AlignmentFlag.AlignRight, _fmt(y_max))
+        h = p.fontMetrics().height()
+        p.drawText(QRectF(0, plot.top() - h / 2, left - 4, h), Qt.AlignmentFlag.AlignRight, _fmt(axes.y_max))
         p.drawText(QRectF(0, plot.bottom() - h / 2, left - 4, h), Qt.AlignmentFlag.AlignRight, "0")
         p.drawText(QRectF(plot.right() + 4, plot.top() - h / 2, right, h), Qt.AlignmentFlag.AlignLeft, "1")
         p.drawText(QRectF(plot.right() + 4, plot.bottom() - h / 2, right, h), Qt.AlignmentFlag.AlignLeft, "0")
         p.drawText(
             QRectF(plot.left(), plot.bottom() + 2, plot.width(), h),
             Qt.AlignmentFlag.AlignRight,
-            f"{x_max} it.",
+            f"{axes.x_max} it.",
         )
         legend = f"loss {self.loss_points[-1][1]:.3f}" if self.loss_points else "loss"
         p.setPen(LOSS_COLOR)
@@ -210,7 +233,6 @@ class CurvePlot(QWidget):
             text = f"{self.val_label}: —"
         p.setPen(VAL_COLOR)
         p.drawText(QRectF(plot.left(), 0, plot.width(), top), Qt.AlignmentFlag.AlignRight, text)
-        p.end()
 
     def _binned_raw(self, n_bins: int) -> list[tuple[float, float]]:
         """The loss points, averaged in at most ``n_bins`` consecutive bins."""

@@ -10,11 +10,13 @@ a result. The runner
   :class:`Cancelled` into the job at its next ``yield``. A job that wants to keep partial work (training keeps its
   best model) catches it, closes its engine generator and returns a result; otherwise the job ends and
   ``on_cancelled`` is called. Either way the job's ``finally`` blocks run in the worker thread, never in the GUI;
-* reports failures as napari notifications with a sentence a user can act on (:func:`user_message`), never print.
+* reports failures as napari notifications with a sentence a user can act on (:func:`user_message`), never print;
+  so does :func:`read_or_report` when the widget's controls cannot be read into a request.
 
 Everything the job returns, raises or is cancelled with arrives in the GUI thread through the worker's ``returned``
 signal as an :class:`Outcome`, because superqt's ``GeneratorWorker`` would *return* (not raise) ``RuntimeError``\\s such
-as torch's out-of-memory error.
+as torch's out-of-memory error. The Qt-free half of this contract (:class:`Cancelled`, :class:`Step`,
+:class:`Outcome`, the loop that drives a job) lives in :mod:`._jobs`, next to the jobs themselves.
 """
 
 from __future__ import annotations
@@ -23,63 +25,35 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from magicgui.widgets import PushButton
+from magicgui.widgets import Label, PushButton
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import notification_manager, show_error, show_info
 from psygnal import Signal
 
-__all__ = ["Cancelled", "Outcome", "Runner", "Step", "user_message"]
+from ._jobs import Cancelled, Outcome, Step, drive, user_message
+
+__all__ = ["Cancelled", "Outcome", "Runner", "Step", "read_or_report", "user_message"]
+
+T = TypeVar("T")
 
 BAR_INTERVAL = 0.25  # seconds between progress-bar updates (each one repaints the window)
 
 
-class Cancelled(Exception):  # noqa: N818 - it is a request, not an error
-    """Thrown into a job at a ``yield`` when the user presses Cancel."""
+def read_or_report(read: Callable[[], T], status: Label) -> T | None:
+    """Read a widget's controls with ``read`` (GUI thread); None when they are unusable.
 
-
-@dataclass(frozen=True)
-class Step:
-    """What the activity-dock progress bar shows for one yielded record.
-
-    ``total=None`` keeps the bar indeterminate; ``done`` is absolute (not an increment).
+    ``read`` raises ``ValueError`` with a sentence for the user when something is missing or inconsistent; the
+    sentence becomes an error notification and ``status`` says "not started".
     """
-
-    done: int | None = None
-    total: int | None = None
-    text: str | None = None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a job ended: exactly one of ``value`` (returned), ``error`` (raised) or ``cancelled`` applies."""
-
-    value: Any = None
-    error: BaseException | None = None
-    cancelled: bool = False
-    seconds: float = 0.0
-
-
-def user_message(exc: BaseException, task: str) -> str:
-    """A sentence for the user about why ``task`` failed.
-
-    The engine raises ``ValueError`` with messages written for users (shapes, classes, missing strokes); those are
-    passed through. Running out of memory, which torch reports as ``RuntimeError``/``OutOfMemoryError``, becomes
-    advice about what to lower.
-    """
-    text = str(exc).strip() or type(exc).__name__
-    low = text.lower()
-    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in low or isinstance(exc, MemoryError):
-        return (
-            f"{task} ran out of memory. Lower the batch size or the patch/tile size and try again"
-            f" ({text.splitlines()[0][:160]})."
-        )
-    if isinstance(exc, FileNotFoundError):
-        return f"{task} could not find a file: {text}"
-    return f"{task} stopped: {text}"
+    try:
+        return read()
+    except ValueError as exc:
+        show_error(str(exc))
+        status.value = "not started"
+        return None
 
 
 class _CooperativeWorker(GeneratorWorker):
@@ -94,41 +68,18 @@ class _CooperativeWorker(GeneratorWorker):
         self._cancel_event.set()
 
 
-def _drive(job: Callable[[], Generator], cancel: threading.Event) -> Generator[Any, None, Outcome]:
-    """Run ``job`` in the worker thread; turn its end, whatever it is, into an :class:`Outcome`."""
-    t0 = time.perf_counter()
-    gen = None
-    thrown = False
-    try:
-        gen = job()
-        while True:
-            if cancel.is_set() and not thrown:
-                thrown = True
-                record = gen.throw(Cancelled())
-            else:
-                record = next(gen)
-            yield record
-    except StopIteration as stop:
-        return Outcome(value=stop.value, cancelled=thrown, seconds=time.perf_counter() - t0)
-    except Cancelled:
-        return Outcome(cancelled=True, seconds=time.perf_counter() - t0)
-    except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a notification
-        return Outcome(error=exc, cancelled=thrown, seconds=time.perf_counter() - t0)
-    finally:
-        if gen is not None:
-            gen.close()
-
-
 class Runner:
     """Runs one job at a time for one widget.
 
     Parameters
     ----------
     button : magicgui PushButton
-        The widget's Run button; its text becomes ``cancel_text`` while a job runs. The widget keeps deciding what
-        a click means (``if runner.busy: runner.cancel() else: ...``).
+        The widget's Run button; its text becomes ``cancel_text`` while a job runs.
     task : str
         What the job is, for the progress bar and error messages ("Training", "Segmentation").
+    on_click : callable, optional
+        What a click on ``button`` starts when no job runs (the widget's ``run``/``train``); while one runs, a
+        click cancels it. Without it the widget decides what a click means.
 
     Signals
     -------
@@ -139,7 +90,13 @@ class Runner:
     finished = Signal(object)
 
     def __init__(
-        self, button: PushButton, task: str, *, owner: Any = None, cancel_text: str = "Cancel"
+        self,
+        button: PushButton,
+        task: str,
+        *,
+        owner: Any = None,
+        cancel_text: str = "Cancel",
+        on_click: Callable[[], Any] | None = None,
     ) -> None:
         self.button = button
         self.task = task
@@ -156,6 +113,8 @@ class Runner:
             id(o): o for o in (button.native, getattr(owner, "native", owner)) if o is not None
         }.values():
             qt_object.destroyed.connect(self._on_widget_destroyed)
+        if on_click is not None:
+            button.changed.connect(lambda *_: self._on_clicked(on_click))
 
     @property
     def busy(self) -> bool:
@@ -205,7 +164,7 @@ class Runner:
         self._pbar = napari_progress(total=total or 0, desc=self.task)
         self._bar_time = -BAR_INTERVAL
         worker = create_worker(
-            _drive,
+            drive,
             job,
             self._cancel,
             _worker_class=_CooperativeWorker,
@@ -213,7 +172,7 @@ class Runner:
             _start_thread=False,
             cancel_event=self._cancel,
         )
-        # _drive never raises; should it ever, napari's worker shows the traceback and we only reset the button.
+        # drive never raises; should it ever, napari's worker shows the traceback and we only reset the button.
         worker.yielded.connect(self._on_yielded)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
@@ -222,6 +181,13 @@ class Runner:
         self.button.enabled = True
         worker.start()
         return worker
+
+    def _on_clicked(self, start: Callable[[], Any]) -> None:
+        """A click on the Run button: cancel the running job, else ``start()`` a new one."""
+        if self.busy:
+            self.cancel()
+        else:
+            start()
 
     def cancel(self) -> None:
         """Ask the running job to stop at its next ``yield`` (no-op when idle)."""

@@ -1,15 +1,15 @@
 """The "Segment with U-Net" dock widget: apply this session's model (or a model file) to an image layer.
 
-The widget reads its controls into one :class:`SegmentRequest`, runs :func:`napari_unet.predict.predict_stack` in a
-worker through :class:`~napari_unet._widgets._runner.Runner` (torch is imported there, not here) and writes the
-result into layers it owns: ``"<image> U-Net"`` (Labels) and, when asked, ``"<image> U-Net probabilities"``
+The widget reads its controls into one :class:`~._segment_job.SegmentRequest`, runs
+:func:`~._segment_job.segment_job` (the engine's ``predict_stack``, in the Qt-free :mod:`._segment_job`) in a worker
+through :class:`~napari_unet._widgets._runner.Runner` (torch is imported there, not here) and writes the result
+into layers it owns: ``"<image> U-Net"`` (Labels) and, when asked, ``"<image> U-Net probabilities"``
 (Image, class axis first so that it lines up with the stack). Running again updates those layers in place; with
 the "current slice" scope only that slice is written. The user's own layers are only read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,38 +19,48 @@ from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     Label,
     LineEdit,
     PushButton,
     RadioButtons,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_info
 
+from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
 
 from ._layers import (
     OWNER_KEY,
     current_index,
+    device_choice,
     find_owned,
     geometry_of,
     keep_narrow,
     layer_choices,
+    model_file_edit,
+    place_on,
     shape_text,
     stack_data,
     tag,
     watch_layers,
 )
-from ._runner import Runner, Step
+from ._runner import Runner, read_or_report
+from ._segment_job import (
+    SegmentOutput,
+    SegmentRequest,
+    describe_progress,
+    label_dtype,
+    new_output,
+    segment_job,
+)
 
-__all__ = ["SegmentRequest", "SegmentWidget"]
+__all__ = ["SegmentRequest", "SegmentWidget", "describe_progress", "segment_job"]
 
 SESSION_MODEL = "this session's model"
 FILE_MODEL = "model file"
 SCOPE_SLICE = "current slice"
 SCOPE_STACK = "whole stack"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 #: outputs larger than this share of the available memory are written to a temporary zarr store instead
 RAM_FRACTION = 0.25
@@ -60,115 +70,6 @@ def _available_ram() -> int:
     import psutil
 
     return int(psutil.virtual_memory().available)
-
-
-def _label_dtype(label_values: list[int]) -> np.dtype:
-    return np.dtype(np.uint8) if max(label_values, default=0) <= 255 else np.dtype(np.uint16)
-
-
-def _new_output(shape: tuple[int, ...], dtype: np.dtype, folder: Path | None, name: str) -> Any:
-    """A zero-filled output array: numpy, or a zarr array in ``folder`` (one chunk per 2D plane) when given."""
-    if folder is None:
-        return np.zeros(shape, dtype=dtype)
-    import zarr
-
-    chunks = (1,) * (len(shape) - 2) + tuple(min(int(s), 2048) for s in shape[-2:])
-    return zarr.create_array(
-        store=str(folder / f"{name}.zarr"),
-        shape=shape,
-        chunks=chunks,
-        dtype=dtype,
-        fill_value=0,
-        overwrite=True,
-    )
-
-
-@dataclass(frozen=True)
-class SegmentRequest:
-    """Everything one segmentation run needs, read from the widget in the GUI thread.
-
-    ``image`` is what the model sees: the whole (Z, Y, X) / (Y, X) array, or a one-slice (1, Y, X) view for the
-    current-slice scope (``z`` is then that slice's index in the stack).
-    """
-
-    image: Any
-    z: int | None
-    full_shape: tuple[int, ...]
-    model_path: Path
-    probabilities: bool
-    tile: int | str
-    batch_size: int | str
-    device: str
-    tta: bool
-    disk_folder: Path | None  # where whole-stack outputs go when they do not fit in memory
-
-
-@dataclass(frozen=True)
-class SegmentOutput:
-    """What a run hands back to the GUI thread."""
-
-    labels: Any  # (Z, Y, X) / (Y, X), or (1, Y, X) for one slice
-    probabilities: Any | None  # as predict_stack returns it: (Z, K, Y, X) / (K, Y, X)
-    z: int | None
-    meta: dict
-    result: Any  # napari_unet.predict.PredictResult
-
-
-def segment_job(req: SegmentRequest):
-    """Generator run in the worker thread: load the model, predict, return a :class:`SegmentOutput`."""
-    from napari_unet.checkpoint import load_checkpoint
-    from napari_unet.predict import predict_stack
-
-    model, meta = load_checkpoint(req.model_path)
-    in_channels = int(meta.get("model_kwargs", {}).get("in_channels", 1))
-    if in_channels != 1:
-        raise ValueError(
-            f"This model was trained on images with {in_channels} channels per pixel, but the chosen image has one. "
-            "Choose a model trained on single-channel (grayscale) images."
-        )
-    labels_out = probs_out = None
-    if req.z is None and req.disk_folder is not None:
-        labels_out = _new_output(
-            req.full_shape, _label_dtype(meta["label_values"]), req.disk_folder, "labels"
-        )
-        if req.probabilities:
-            n_classes = len(meta["label_values"])
-            shape = req.full_shape[:-2] + (n_classes,) + req.full_shape[-2:]
-            probs_out = _new_output(shape, np.dtype(np.float32), req.disk_folder, "probabilities")
-    result = yield from predict_stack(
-        req.image,
-        model,
-        meta,
-        labels_out=labels_out,
-        probabilities_out=probs_out,
-        want_probabilities=req.probabilities,
-        tile=req.tile,
-        batch_size=req.batch_size,
-        device=req.device,
-        tta=req.tta,
-    )
-    return SegmentOutput(
-        labels=result.labels, probabilities=result.probabilities, z=req.z, meta=meta, result=result
-    )
-
-
-def describe_progress(record: Any, z: int | None = None) -> Step | None:
-    """Activity-dock progress for a ``PredictProgress`` record: tiles over the whole run.
-
-    ``z`` names the slice when the run sees a one-slice view of a stack (the record's own ``z`` is then 0).
-    """
-    n_slices = getattr(record, "n_slices", None)
-    tiles_total = getattr(record, "tiles_total", None)
-    if n_slices is None or tiles_total is None:
-        return None
-    i, done = int(record.slice_index), int(record.tiles_done)
-    if z is not None:
-        text = f"slice {z}: tile {done}/{tiles_total}"
-    elif i == 0 and done == 0:
-        text = "starting"
-    else:
-        text = record.message
-    return Step(done=i * tiles_total + done, total=n_slices * tiles_total, text=text)
 
 
 class SegmentWidget(Container):
@@ -200,7 +101,7 @@ class SegmentWidget(Container):
             value=SESSION_MODEL,
             tooltip="The model trained with 'Train U-Net' in this session, or a saved model file (.pt).",
         )
-        self.model_file = FileEdit(label="model file", mode="r", filter="*.pt *.pth", visible=False)
+        self.model_file = model_file_edit()
         self.model_info = Label(label="")
         self.scope = RadioButtons(
             label="scope",
@@ -220,12 +121,7 @@ class SegmentWidget(Container):
             value="auto",
             tooltip="Tiles per forward pass, or 'auto' (1 on a CPU, as many as fit on a GPU).",
         )
-        self.device = ComboBox(
-            label="device",
-            choices=list(DEVICES),
-            value="auto",
-            tooltip="'auto' uses a CUDA GPU, then Apple MPS, then the CPU.",
-        )
+        self.device = device_choice()
         self.tta = CheckBox(
             text="test-time augmentation (8× slower)",
             value=False,
@@ -256,11 +152,10 @@ class SegmentWidget(Container):
             ]
         )
         keep_narrow(self)
-        self.runner = Runner(self.run_button, "Segmentation", owner=self)
+        self.runner = Runner(self.run_button, "Segmentation", owner=self, on_click=self.run)
 
         self.model_source.changed.connect(self._on_model_source_changed)
         self.model_file.changed.connect(self._on_model_info_changed)
-        self.run_button.changed.connect(self._on_run_clicked)
         self.session.changed.connect(self._on_session_changed)
         watch_layers(napari_viewer, self)
         self._on_model_info_changed()
@@ -339,8 +234,8 @@ class SegmentWidget(Container):
             full_shape=tuple(int(s) for s in data.shape),
             model_path=model_path,
             probabilities=bool(self.probabilities.value),
-            tile=_auto_or_positive(self.tile.value, "tile"),
-            batch_size=_auto_or_positive(self.batch_size.value, "batch"),
+            tile=_auto_or_int(self.tile.value, "The tile"),
+            batch_size=_auto_or_int(self.batch_size.value, "The batch"),
             device=str(self.device.value),
             tta=bool(self.tta.value),
             disk_folder=disk,
@@ -349,20 +244,12 @@ class SegmentWidget(Container):
 
     # -- run ------------------------------------------------------------------------------------------------------
 
-    def _on_run_clicked(self, value: Any = None) -> None:
-        if self.runner.busy:
-            self.runner.cancel()
-            return
-        self.run()
-
     def run(self) -> bool:
         """Start segmenting with the current settings; False (and a notification) when the inputs are unusable."""
-        try:
-            req, layer = self.request()
-        except ValueError as exc:
-            show_error(str(exc))
-            self.status.value = "not started"
+        read = read_or_report(self.request, self.status)
+        if read is None:
             return False
+        req, layer = read
         where = (
             f"slice {req.z}" if req.z is not None else "whole image" if len(req.full_shape) == 2 else "stack"
         )
@@ -408,18 +295,16 @@ class SegmentWidget(Container):
                 tag(layer, "labels", str(image.unique_id))
             else:
                 layer.data = out.labels
-                self._set_geometry(layer, image)
+                place_on(layer, image)
             return layer
         # one slice: write it into a full-size layer, keeping the other slices
-        dtype = _label_dtype(out.meta["label_values"])
+        dtype = label_dtype(out.meta["label_values"])
         if (
             layer is None
             or tuple(layer.data.shape) != req.full_shape
             or np.iinfo(layer.data.dtype).max < np.iinfo(dtype).max
         ):
-            full = _new_output(
-                req.full_shape, dtype, self._disk_for(req.full_shape, dtype.itemsize), "labels"
-            )
+            full = new_output(req.full_shape, dtype, self._disk_for(req.full_shape, dtype.itemsize), "labels")
             if layer is None:
                 layer = self._viewer.add_labels(full, name=name, opacity=0.5, **geometry_of(image))
                 tag(layer, "labels", str(image.unique_id))
@@ -427,7 +312,7 @@ class SegmentWidget(Container):
                 if tuple(layer.data.shape) == req.full_shape:  # only the dtype grows: keep the other slices
                     full[...] = np.asarray(layer.data)
                 layer.data = full
-                self._set_geometry(layer, image)
+                place_on(layer, image)
         layer.data[out.z] = np.asarray(out.labels[0]).astype(layer.data.dtype, copy=False)
         return layer
 
@@ -451,7 +336,7 @@ class SegmentWidget(Container):
         else:
             backing = _backing(layer) if layer is not None else None
             if backing is None or tuple(backing.shape) != backing_shape:
-                backing = _new_output(
+                backing = new_output(
                     backing_shape, np.dtype(np.float32), self._disk_for(backing_shape, 4), "probabilities"
                 )
             backing[out.z] = np.asarray(probs[0], dtype=np.float32)
@@ -459,15 +344,10 @@ class SegmentWidget(Container):
             layer = self._viewer.add_image(_class_first(backing), **kwargs, **geometry_of(image, 1))
         else:
             layer.data = _class_first(backing)
-            self._set_geometry(layer, image, 1)
+            place_on(layer, image, 1)
         tag(layer, "probabilities", str(image.unique_id))
         layer.metadata[OWNER_KEY]["backing"] = backing
         return layer
-
-    def _set_geometry(self, layer: Any, image: Image, extra_leading: int = 0) -> None:
-        geo = geometry_of(image, extra_leading)
-        layer.scale = geo["scale"]
-        layer.translate = geo["translate"]
 
     def _disk_for(self, shape: tuple[int, ...], itemsize: int) -> Path | None:
         if int(np.prod(shape)) * itemsize > RAM_FRACTION * _available_ram():
@@ -475,14 +355,10 @@ class SegmentWidget(Container):
         return None
 
 
-def _auto_or_positive(text: str, what: str) -> int | str:
-    """'auto' or a positive whole number typed into a field (the widget's only parsing)."""
-    text = str(text).strip().lower()
-    if text in ("", "auto"):
-        return "auto"
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    raise ValueError(f"The {what} must be 'auto' or a whole number above 0, not '{text}'.")
+def _auto_or_int(text: str, what: str) -> int | str:
+    """'auto' (also for an empty field) or the positive whole number typed into a field."""
+    value = parse_auto_int(str(text).strip() or "auto", what)
+    return "auto" if value is None else value
 
 
 def _backing(layer: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The annotated data a training run learns from (numpy): checks, class mapping, normalisation, fine-tuning sources.
+"""The annotated data a training run learns from: checks, class mapping, normalisation, the model to fine-tune.
 
 Sparse mode: label 0 means "not annotated" and is ignored, every other value is a class. Dense mode: every value
 present is a class (ISBI's 0/255 ground truth), so the prediction writes the same values back. Class indices are

@@ -1,0 +1,266 @@
+"""The Train widget's worker side, without Qt: what one run needs, what it yields, what it hands back.
+
+The widget (:mod:`napari_unet._widgets.train`) reads its controls into a :class:`TrainRequest` in the GUI thread;
+:func:`train_job` runs in the runner's worker thread, drives :func:`napari_unet.train.train` and yields what the
+widget shows: :class:`DeviceInfo` first, then the engine's ``TrainProgress`` records, and now and then a
+:class:`Preview` of the slice the viewer shows (predicted with the run's newest checkpoint by
+:class:`Previewer`, whose ``PredictProgress`` records are yielded too, so that Cancel interrupts a preview as well).
+It returns a :class:`TrainOutcome`: the checkpoint to keep.
+
+No Qt, no napari, and no torch at import (the engine is imported inside the job, in the worker thread), so the job
+runs, and is tested, without a viewer: ``napari_unet.generators.drain(train_job(request, lambda: None))``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_unet.config import TrainConfig
+
+from ._jobs import Cancelled, Step
+
+__all__ = [
+    "DeviceInfo",
+    "Note",
+    "Preview",
+    "PreviewFailed",
+    "Previewer",
+    "TrainOutcome",
+    "TrainRequest",
+    "describe_progress",
+    "train_job",
+]
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything one training run needs, read from the widget in the GUI thread."""
+
+    image: Any  # (Z, Y, X) or (Y, X)
+    labels: Any  # same shape, integer
+    config: TrainConfig  # the engine preset with the controls' values on top
+    init: Path | None  # checkpoint to start from (fine-tuning), None for a new model
+    checkpoint_dir: Path
+    voxel_size: tuple[float, ...]
+    image_name: str
+    preview_every: float | None  # seconds between previews, None for no preview
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line of text a run tells the widget (not a progress record)."""
+
+    text: str
+
+
+class DeviceInfo(Note):
+    """First record of a run: where the engine will train."""
+
+
+class PreviewFailed(Note):
+    """The preview could not be computed (training goes on without it)."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A prediction of one slice with the weights of ``iteration``; ``labels`` is (Y, X) (or the 2D image's)."""
+
+    z: int | None
+    labels: np.ndarray
+    iteration: int
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What a run hands back to the GUI thread: the checkpoint to keep (None if none was written)."""
+
+    path: Path | None
+    meta: dict | None
+    cancelled: bool
+    iterations: int
+    best_score: float | None = None
+    best_iteration: int | None = None
+    history: dict = field(default_factory=dict)
+
+
+def _best_of(history: dict) -> tuple[float | None, int | None]:
+    """(best validation mean Dice, its iteration) from a training history, or (None, None) without validation."""
+    score, it = history.get("best_val_dice"), history.get("best_iteration")
+    if score is None or it is None or not math.isfinite(float(score)):
+        return None, None
+    return float(score), int(it)
+
+
+def _kept(
+    path: Path | None, meta: dict, history: dict, *, scored: bool, cancelled: bool, iterations: int
+) -> TrainOutcome:
+    """The outcome that keeps the checkpoint at ``path``; ``scored``: its history's best validation is its own."""
+    best_score, best_iteration = _best_of(history) if scored else (None, None)
+    return TrainOutcome(
+        path=path,
+        meta=meta,
+        cancelled=cancelled,
+        iterations=iterations,
+        best_score=best_score,
+        best_iteration=best_iteration,
+        history=history,
+    )
+
+
+def _outcome_from_folder(folder: Path, *, iterations: int) -> TrainOutcome:
+    """After a cancel: the best (else latest) readable checkpoint the run left in ``folder``."""
+    from napari_unet.checkpoint import read_checkpoint
+    from napari_unet.train import BEST_NAME, LAST_NAME
+
+    for path in (folder / BEST_NAME, folder / LAST_NAME):
+        if not path.is_file():
+            continue
+        try:
+            ckpt = read_checkpoint(path)
+        except (OSError, ValueError):
+            continue
+        meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+        history = meta.get("history") or {}
+        return _kept(
+            path, meta, history, scored=path.name == BEST_NAME, cancelled=True, iterations=iterations
+        )
+    return TrainOutcome(path=None, meta=None, cancelled=True, iterations=iterations)
+
+
+class Previewer:
+    """Predicts the current slice with the weights of the run's newest checkpoint, at most every few seconds.
+
+    The engine writes ``last.pt`` at every validation; a preview is made when that file, or the slice shown in the
+    viewer, changed since the last preview. The prediction is a generator so that Cancel also interrupts it.
+
+    Parameters
+    ----------
+    req : TrainRequest
+        The run (its image, checkpoint folder, device and ``preview_every``; None: never).
+    slice_index : callable
+        Returns the Z index of the slice the viewer shows (None for a 2D image); called in the worker thread.
+    """
+
+    def __init__(self, req: TrainRequest, slice_index: Callable[[], int | None]) -> None:
+        from napari_unet.train import LAST_NAME
+
+        self.req = req
+        self.slice_index = slice_index
+        self.path = req.checkpoint_dir / LAST_NAME
+        self.last_time = -math.inf
+        self.last_key: tuple | None = None
+        self.enabled = True
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def due(self) -> bool:
+        if (
+            not self.enabled
+            or self.req.preview_every is None
+            or time.monotonic() - self.last_time < self.req.preview_every
+        ):
+            return False
+        if not self.path.is_file():
+            return False
+        return (self.path.stat().st_mtime_ns, self.slice_index()) != self.last_key
+
+    def run(self, iteration: int) -> Generator[Any, None, Preview]:
+        """Generator: yields ``PredictProgress`` records, returns a :class:`Preview`."""
+        from napari_unet.checkpoint import load_checkpoint
+        from napari_unet.predict import predict_stack
+
+        z = self.slice_index()
+        key = (self.path.stat().st_mtime_ns, z)
+        model, meta = load_checkpoint(self.path)
+        image = self.req.image if z is None else self.req.image[z : z + 1]
+        result = yield from predict_stack(image, model, meta, device=self.req.config.device)
+        self.last_key = key
+        self.last_time = time.monotonic()
+        labels = np.asarray(result.labels)
+        return Preview(z=z, labels=labels if z is None else labels[0], iteration=iteration)
+
+    def offer(self, iteration: int) -> Generator[Any, None, None]:
+        """Generator: when a preview is due, the prediction's records and then the :class:`Preview`.
+
+        A failed preview yields a :class:`PreviewFailed` and turns previews off; training goes on.
+        """
+        if not self.due():
+            return
+        try:
+            preview = yield from self.run(iteration)
+        except Cancelled:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed preview must not end the training
+            self.disable()
+            yield PreviewFailed(str(exc) or type(exc).__name__)
+        else:
+            yield preview
+
+
+def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Generator[Any, Any, TrainOutcome]:
+    """Generator run in the worker thread: yields DeviceInfo, TrainProgress, PredictProgress (preview) and Preview
+    records; returns a :class:`TrainOutcome`.
+
+    On :class:`Cancelled` the engine generator is closed, which leaves ``best.pt``/``last.pt`` on disk, and the best
+    of them is returned (flagged ``cancelled``).
+    """
+    from napari_unet.device import describe_device, select_device
+    from napari_unet.train import train
+
+    yield DeviceInfo(describe_device(select_device(req.config.device)))
+    gen = train(
+        req.image,
+        req.labels,
+        req.config,
+        init=req.init,
+        checkpoint_dir=req.checkpoint_dir,
+        voxel_size=req.voxel_size,
+    )
+    previewer = Previewer(req, slice_index)
+    iteration = 0
+    try:
+        # A relay, not a drain: every record goes on to the GUI, previews go in between, and Cancel is thrown in at
+        # these yields, so napari_unet.generators.drain (whose callback cannot yield) does not fit.
+        while True:
+            try:
+                record = next(gen)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            iteration = int(record.iteration)
+            yield record
+            if record.phase == "train":
+                yield from previewer.offer(iteration)
+    except Cancelled:
+        gen.close()  # the engine saves the last weights (and best.pt if there was none yet)
+        return _outcome_from_folder(req.checkpoint_dir, iterations=iteration)
+    path = result.best_path or result.last_path
+    return _kept(
+        Path(path) if path else None,
+        dict(result.meta),
+        dict(result.history or {}),
+        scored=True,
+        cancelled=bool(result.cancelled),
+        iterations=iteration,
+    )
+
+
+def describe_progress(record: Any, budget_seconds: float | None = None) -> Step | None:
+    """Activity-dock progress for a ``TrainProgress`` record: iterations, or seconds of a time budget."""
+    if not hasattr(record, "fraction") or not hasattr(record, "loss"):
+        return None
+    text = record.message or None
+    if record.total:
+        return Step(done=int(record.iteration), total=int(record.total), text=text)
+    if budget_seconds:
+        total = int(math.ceil(budget_seconds))
+        return Step(done=int(record.fraction * total), total=total, text=text)
+    return Step(text=text)
