@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from napari_unet.checkpoint import load_checkpoint
+    from napari_unet.generators import drain
     from napari_unet.metrics import evaluate, format_metrics
     from napari_unet.predict import predict_stack_sync
     from napari_unet.train import TrainConfig, train
@@ -87,12 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     images = tifffile.imread(args.data / "isbi2012_train_images.tif")
     labels = tifffile.imread(args.data / "isbi2012_train_labels.tif")
 
-    config = TrainConfig.preset(args.preset) if args.preset else TrainConfig()
-    config.dense = True
-    config.device = args.device
-    config.seed = args.seed
-    config.iterations = args.iterations
-    config.minutes = args.minutes if (args.minutes or args.iterations) else 10.0
+    config = TrainConfig.preset(
+        args.preset or "fast-cpu",
+        dense=True,
+        device=args.device,
+        seed=args.seed,
+        iterations=args.iterations,
+        minutes=args.minutes if (args.minutes or args.iterations) else 10.0,
+    )
     print(f"training on slices {args.train_slices} ({config.minutes} min / {config.iterations} iterations)")
     print(f"config: {config}", flush=True)
 
@@ -100,20 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     cpu0 = time.process_time()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        gen = train(images[train_sl], labels[train_sl], config, checkpoint_dir=tmp)
         last_print = 0.0
-        try:
-            while True:
-                rec = next(gen)
-                now = time.monotonic()
-                if rec.val is not None or rec.phase in ("setup", "done") or now - last_print > 30:
-                    last_print = now
-                    print(
-                        f"[{rec.elapsed:6.0f} s] it {rec.iteration:5d} loss {rec.loss:.4f} {rec.message}",
-                        flush=True,
-                    )
-        except StopIteration as stop:
-            result = stop.value
+
+        def show(rec) -> None:
+            nonlocal last_print
+            now = time.monotonic()
+            if rec.val is not None or rec.phase in ("setup", "done") or now - last_print > 30:
+                last_print = now
+                print(
+                    f"[{rec.elapsed:6.0f} s] it {rec.iteration:5d} loss {rec.loss:.4f} {rec.message}",
+                    flush=True,
+                )
+
+        result = drain(train(images[train_sl], labels[train_sl], config, checkpoint_dir=tmp), show)
         train_seconds = time.monotonic() - t0
         train_cpu = time.process_time() - cpu0
         load_after = os.getloadavg()

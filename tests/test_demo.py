@@ -6,25 +6,56 @@ import numpy as np
 import tifffile
 
 from napari_unet.cli import main
-from napari_unet.demo import overview_png
+from napari_unet.config import TrainConfig
+from napari_unet.demo import HELD_OUT, MEMBRANE, demo_config, overview_png, sample_paths
 
 
 def test_demo_writes_model_prediction_overview_and_metrics(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from napari_unet.checkpoint import load_checkpoint
+    from napari_unet.metrics import evaluate, format_metrics
+    from napari_unet.predict import predict_stack_sync
+
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--iterations", "3", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "held-out slices 8-9" in printed and "dice" in printed.lower()
+    image, truth = (tifffile.imread(p) for p in sample_paths())
     pred = tifffile.imread(out / "prediction.tif")
-    assert pred.shape == (10, 512, 512) and set(np.unique(pred)) <= {1, 2}
-    assert (out / "model.pt").stat().st_size > 0
-    import imageio.v3 as iio
+    assert pred.shape == image.shape == (10, 512, 512)
 
+    # the model: 3 iterations of the CPU preset, slices 8-9 held out
+    model, meta = load_checkpoint(out / "model.pt")
+    assert meta["history"]["iteration"][-1] == 3
+    assert meta["extra"]["val_slices"] == [8, 9] and meta["extra"]["train_slices"] == list(range(8))
+    assert (
+        meta["extra"]["train_config"]["iterations"] == 3 and meta["extra"]["train_config"]["minutes"] is None
+    )
+    # the prediction is that model's (checked on the held-out slices, the ones scored and drawn)
+    held = slice(*HELD_OUT)
+    again = predict_stack_sync(image, model, meta, device="cpu", slices=list(range(*HELD_OUT)))
+    np.testing.assert_array_equal(pred[held], again.labels[held])
+    # the printed metrics are those of the held-out slices, the picture that of the last one
+    assert "held-out slices 8-9" in printed
+    assert format_metrics(evaluate(pred[held], truth[held], foreground=MEMBRANE)) in printed
     png = iio.imread(out / "overview.png")
+    np.testing.assert_array_equal(png, overview_png(image[9], truth[9], pred[9]))
     assert png.shape == (512, 3 * 512 + 16, 3)
+    for name in ("model.pt", "prediction.tif", "overview.png"):
+        assert f"wrote {out / name}" in printed
 
     # a second run refuses to overwrite the outputs without --overwrite
     assert main(["demo", "--out", str(out), "--iterations", "1", "--device", "cpu"]) != 0
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_demo_config_is_the_device_preset_with_the_held_out_slices():
+    assert demo_config("cpu", minutes=3.0) == TrainConfig.preset(
+        "fast-cpu", device="cpu", val_slices=(8, 10), minutes=3.0
+    )
+    assert demo_config("cuda:0", iterations=50) == TrainConfig.preset(
+        "accurate-gpu", device="cuda:0", val_slices=(8, 10), iterations=50
+    )
 
 
 def test_overview_colours_membranes_of_truth_and_prediction():

@@ -9,73 +9,21 @@ Every failure ends with a one-line message on stderr and a non-zero exit code; n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
-import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from . import __version__
+from ._console import predict_with_progress, train_to_file
+from .config import PRESETS, TrainConfig, parse_auto_int
+
+DEFAULT_MINUTES = 10.0  # the time budget of ``train`` when neither --minutes nor --iterations is given
 
 
 class CLIError(Exception):
     """An error whose message is shown to the user as is (no traceback)."""
-
-
-# --------------------------------------------------------------------------------------------------- progress
-class _Progress:
-    """A small terminal progress line: redrawn in place on a TTY, a line every few seconds otherwise (CI logs)."""
-
-    def __init__(self, label: str, stream=None, every: float = 5.0) -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.every = every
-        self._last = 0.0
-        self._start = time.monotonic()
-        self._shown = False
-
-    def update(self, done: float, total: float | None, extra: str = "", force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < (0.2 if self.tty else self.every):
-            return
-        self._last = now
-        elapsed = now - self._start
-        if total:
-            frac = min(max(done / total, 0.0), 1.0)
-            width = 28
-            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-            eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-            text = f"{self.label} [{bar}] {frac:6.1%} {elapsed:6.0f}s (eta {eta:4.0f}s) {extra}"
-        else:
-            text = f"{self.label} {done} {elapsed:6.0f}s {extra}"
-        if self.tty:
-            self.stream.write("\r" + text[:150].ljust(150))
-            self._shown = True
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._shown:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _drain(gen: Generator, on_item: Callable[[Any], None]) -> Any:
-    """Run a core generator to the end, calling ``on_item`` per record; returns the generator's return value.
-
-    Ctrl-C closes the generator (the engine's cancel path, which keeps the last good checkpoint) and re-raises.
-    """
-    try:
-        while True:
-            on_item(next(gen))
-    except StopIteration as stop:
-        return stop.value
-    except KeyboardInterrupt:
-        gen.close()
-        raise
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -97,32 +45,37 @@ def _check_input(path: str | os.PathLike) -> Path:
     return path
 
 
-def _parse_slices(text: str | None) -> tuple[int, int] | None:
+def _parse_slices(text: str | None, option: str) -> tuple[int, int] | None:
     if text is None:
         return None
     try:
         start, stop = (int(v) for v in text.split(":"))
     except ValueError:
-        raise CLIError(f"--val-slices expects START:STOP (e.g. 20:25), got {text!r}") from None
+        raise CLIError(f"{option} expects START:STOP (e.g. 20:25), got {text!r}") from None
     if not 0 <= start < stop:
-        raise CLIError(f"--val-slices {text}: need 0 <= START < STOP")
+        raise CLIError(f"{option} {text}: need 0 <= START < STOP")
     return start, stop
 
 
 def _int_at_least(name: str, minimum: int, *, auto: bool = False) -> Callable[[str], int | str]:
-    """argparse type: an integer of at least ``minimum`` (or, with ``auto``, the word 'auto')."""
+    """argparse type: an integer of at least ``minimum`` (or, with ``auto``, the word 'auto').
+
+    A thin adapter around :func:`napari_unet.config.parse_auto_int` that turns its ValueError into the
+    ArgumentTypeError argparse reports as a usage error.
+    """
 
     def parse(text: str) -> int | str:
-        if auto and text == "auto":
-            return text
         try:
-            value = int(text)
-        except ValueError:
-            expected = "a number or 'auto'" if auto else "a whole number"
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
-        return value
+            value = parse_auto_int(text, name, minimum=minimum)
+        except ValueError as err:
+            if auto:
+                raise argparse.ArgumentTypeError(str(err)) from None
+            value = None
+        if value is None and not auto:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a whole number of at least {minimum}, got {text!r}"
+            )
+        return "auto" if value is None else value
 
     return parse
 
@@ -155,18 +108,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    out = _check_output(args.output, args.overwrite)
-    image, scale, _ = _load_image(_check_input(args.image))
-    labels, _, _ = _load_image(_check_input(args.labels))
-    if tuple(image.shape) != tuple(labels.shape):
-        raise CLIError(
-            f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must have the same shape"
-        )
-    from .train import TrainConfig
-
-    config = TrainConfig.preset(args.preset) if args.preset else TrainConfig()
-    overrides = {
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that ``napari-unet train`` runs: the preset with the options given on top."""
+    options = {
         "dense": args.dense or None,
         "depth": args.depth,
         "features": args.features,
@@ -178,57 +122,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         "padding": args.padding,
         "iterations": args.iterations,
         "minutes": args.minutes,
-        "val_slices": _parse_slices(args.val_slices),
+        "val_slices": _parse_slices(args.val_slices, "--val-slices"),
     }
-    for key, value in overrides.items():
-        if value is not None:
-            setattr(config, key, value)
-    if (
-        args.iterations is None
-        and args.minutes is None
-        and config.iterations is None
-        and config.minutes is None
-    ):
-        config.minutes = 10.0
-    return _run_training(image, labels, config, out, init=args.init, voxel_size=scale)
+    config = TrainConfig.preset(
+        args.preset or "fast-cpu", **{key: value for key, value in options.items() if value is not None}
+    )
+    if config.iterations is None and config.minutes is None:
+        config = dataclasses.replace(config, minutes=DEFAULT_MINUTES)
+    return config
 
 
-def _run_training(image, labels, config, out: Path, *, init=None, voxel_size=None) -> int:
-    import shutil
-    import tempfile
-
-    from .train import train
-
-    total = config.iterations
-    bar = _Progress("train")
-    minutes = config.minutes
-
-    def show(rec) -> None:
-        extra = f"it {rec.iteration} loss {rec.loss:.4f}"
-        if rec.val:
-            extra += f" val dice {rec.val.get('mean_dice', float('nan')):.3f}"
-        if total:
-            bar.update(rec.iteration, total, extra, force=bool(rec.val))
-        elif minutes:
-            bar.update(rec.elapsed, minutes * 60, extra, force=bool(rec.val))
-
-    with tempfile.TemporaryDirectory(prefix="napari-unet-train-") as tmp:
-        try:
-            result = _drain(
-                train(image, labels, config, init=init, checkpoint_dir=tmp, voxel_size=voxel_size), show
-            )
-        except KeyboardInterrupt:
-            bar.close()
-            best = Path(tmp) / "best.pt"
-            if best.exists():
-                shutil.copyfile(best, out)
-                print(f"interrupted: kept the best checkpoint so far in {out}", file=sys.stderr)
-            return 130
-        bar.close()
-        src = result.best_path or result.last_path
-        if src is None or not Path(src).exists():
-            raise CLIError("training produced no checkpoint")
-        shutil.copyfile(src, out)
+def cmd_train(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, args.overwrite)
+    image, scale, _ = _load_image(_check_input(args.image))
+    labels, _, _ = _load_image(_check_input(args.labels))
+    if tuple(image.shape) != tuple(labels.shape):
+        raise CLIError(
+            f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must have the same shape"
+        )
+    result = train_to_file(image, labels, _train_config(args), out, init=args.init, voxel_size=scale)
+    if result is None:  # interrupted; train_to_file said what it kept
+        return 130
     hist = result.history or {}
     val = hist.get("val_mean_dice") or hist.get("val_dice") or []
     n_it = (hist.get("iteration") or [0])[-1] if hist.get("iteration") else 0
@@ -244,11 +158,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     prob_out = _check_output(args.probabilities, args.overwrite) if args.probabilities else None
     image, scale, units = _load_image(_check_input(args.image))
     from .checkpoint import load_checkpoint
-
-    model, meta = load_checkpoint(_check_input(args.model))
-    labels, probs = _run_prediction(image, model, meta, args, want_probabilities=prob_out is not None)
     from .io import write_tiff
 
+    model, meta = load_checkpoint(_check_input(args.model))
+    options = {"tile": args.tile, "batch_size": args.batch, "device": args.device, "tta": args.tta}
+    result = predict_with_progress(image, model, meta, want_probabilities=prob_out is not None, **options)
+    print(
+        f"predicted {tuple(image.shape)} on {result.device} with tile {result.tile}, batch {result.batch_size} "
+        f"in {result.seconds:.1f} s"
+    )
+    labels, probs = result.labels, result.probabilities
     write_tiff(out, labels, scale=scale, units=units, labels=True, overwrite=args.overwrite)
     print(f"wrote {out} {tuple(labels.shape)} {labels.dtype}")
     if prob_out is not None:
@@ -259,37 +178,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
         print(f"wrote {prob_out} {tuple(probs.shape)} {probs.dtype}")
     return 0
-
-
-def _run_prediction(image, model, meta, args, *, want_probabilities: bool):
-    from .predict import predict_stack
-
-    bar = _Progress("predict")
-
-    def show(rec) -> None:
-        bar.update(
-            rec.slice_index + (rec.tiles_done / max(rec.tiles_total, 1)),
-            rec.n_slices,
-            f"slice {rec.slice_index + 1}/{rec.n_slices}",
-        )
-
-    gen = predict_stack(
-        image,
-        model,
-        meta,
-        want_probabilities=want_probabilities,
-        tile=args.tile,
-        batch_size=args.batch,
-        device=args.device,
-        tta=args.tta,
-    )
-    result = _drain(gen, show)
-    bar.close()
-    print(
-        f"predicted {tuple(image.shape)} on {result.device} with tile {result.tile}, batch {result.batch_size} "
-        f"in {result.seconds:.1f} s"
-    )
-    return result.labels, result.probabilities
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -303,7 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
     pred, gt = np.asarray(pred), np.asarray(gt)
     if args.slices:
-        start, stop = _parse_slices(args.slices)
+        start, stop = _parse_slices(args.slices, "--slices")
         pred, gt = pred[start:stop], gt[start:stop]
     print(format_metrics(evaluate(pred, gt, foreground=args.foreground)))
     return 0
@@ -322,19 +210,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="napari-unet",
-        description="Train and apply a U-Net on microscopy stacks (TIFF), without the GUI.",
+def _shared_options() -> argparse.ArgumentParser:
+    """The parent parser of the sub-commands that run the engine (train, predict, demo)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    # a group of their own: the help lists them after each command's own options
+    shared = parent.add_argument_group("common options")
+    shared.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    shared.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    shared.add_argument(
+        "--threads",
+        type=_int_at_least("threads", 1),
+        help="CPU threads for torch (default: torch's choice, all cores)",
     )
-    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parent
 
+
+def _add_info(sub) -> None:
     p = sub.add_parser("info", help="describe TIFF files as the napari-unet reader sees them")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("train", help="train a U-Net from an image stack and a labels stack")
+
+def _add_train(sub, shared: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("train", parents=[shared], help="train a U-Net from an image stack and a labels stack")
     p.add_argument("image", help="image TIFF, (Y, X) or (Z, Y, X)")
     p.add_argument("labels", help="labels TIFF of the same shape (0 = not annotated unless --dense)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="where to save the best model")
@@ -343,11 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--val-slices", metavar="A:B", help="hold out slices A..B-1 for validation")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=float, help="time budget (default 10 when no budget is given)")
-    budget.add_argument("--iterations", type=int, help="iteration budget")
-    p.add_argument(
-        "--preset", choices=["fast-cpu", "accurate-gpu", "paper"], help="start from a preset configuration"
+    budget.add_argument(
+        "--minutes", type=float, help=f"time budget (default {DEFAULT_MINUTES:g} when no budget is given)"
     )
+    budget.add_argument("--iterations", type=int, help="iteration budget")
+    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset configuration")
     p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
     p.add_argument("--features", type=int, help="feature maps at the first level")
     p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
@@ -355,17 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help="patches per iteration")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--init", metavar="MODEL.pt", help="fine-tune from this checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument(
-        "--threads",
-        type=_int_at_least("threads", 1),
-        help="CPU threads for torch (default: torch's choice, all cores)",
-    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="segment a stack with a trained model (overlap-tile, seam-free)")
+
+def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "predict", parents=[shared], help="segment a stack with a trained model (overlap-tile, seam-free)"
+    )
     p.add_argument("image")
     p.add_argument("--model", required=True, metavar="MODEL.pt")
     p.add_argument("-o", "--output", required=True, metavar="LABELS.tif")
@@ -382,16 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="tiles per forward pass, or auto (default)",
     )
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument(
-        "--threads",
-        type=_int_at_least("threads", 1),
-        help="CPU threads for torch (default: torch's choice, all cores)",
-    )
     p.set_defaults(func=cmd_predict)
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="compare a prediction with ground truth (Dice/IoU, pixel and Rand error)"
     )
@@ -403,20 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", metavar="A:B", help="evaluate slices A..B-1 only")
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_demo(sub, shared: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
-        "demo", help="train on the bundled EM sample, predict, write TIFFs + PNG, print metrics"
+        "demo",
+        parents=[shared],
+        help="train on the bundled EM sample, predict, write TIFFs + PNG, print metrics",
     )
     p.add_argument("--out", default="napari-unet-demo", help="output folder (default ./napari-unet-demo)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")
     p.add_argument("--iterations", type=int, help="iteration budget instead of minutes")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true", help="reuse a non-empty output folder")
-    p.add_argument(
-        "--threads",
-        type=_int_at_least("threads", 1),
-        help="CPU threads for torch (default: torch's choice, all cores)",
-    )
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-unet",
+        description="Train and apply a U-Net on microscopy stacks (TIFF), without the GUI.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    shared = _shared_options()
+    _add_info(sub)
+    _add_train(sub, shared)
+    _add_predict(sub, shared)
+    _add_evaluate(sub)
+    _add_demo(sub, shared)
     return parser
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
+
 SAMPLE_IMAGE = "isbi2012_crop.tif"
 SAMPLE_LABELS = "isbi2012_crop_labels.tif"
 MEMBRANE = 1  # sample labels: 1 = membrane, 2 = cell interior
@@ -56,6 +58,26 @@ def overview_png(
     return np.concatenate([rgb, gap, paint(truth == membrane), gap, paint(pred == membrane)], axis=1)
 
 
+def demo_config(device: str, *, minutes: float | None = 3.0, iterations: int | None = None) -> TrainConfig:
+    """The demo's :class:`~napari_unet.config.TrainConfig`: the preset for the device, slices 8-9 held out.
+
+    Parameters
+    ----------
+    device : str
+        The selected device ("cpu", "cuda:0", "mps"): "cpu" trains the "fast-cpu" preset, any other
+        "accurate-gpu".
+    minutes, iterations :
+        The budget; ``iterations``, when given, replaces ``minutes``.
+    """
+    return TrainConfig.preset(
+        "fast-cpu" if device == "cpu" else "accurate-gpu",
+        device=device,
+        val_slices=HELD_OUT,
+        minutes=None if iterations else minutes,
+        iterations=iterations or None,
+    )
+
+
 def run_demo(
     out_dir: Path,
     *,
@@ -74,12 +96,11 @@ def run_demo(
     """
     import imageio.v3 as iio
 
-    from .cli import _drain, _Progress
+    from ._console import predict_with_progress, train_to_file
+    from .checkpoint import load_checkpoint
     from .device import describe_device, select_device
     from .io import read_array, write_tiff
     from .metrics import evaluate, format_metrics
-    from .predict import predict_stack
-    from .train import TrainConfig, train
 
     stream = stream or sys.stdout
     out_dir = Path(out_dir)
@@ -99,42 +120,19 @@ def run_demo(
     )
     print(f"device: {describe_device(dev)}", file=stream)
 
-    config = TrainConfig.preset("fast-cpu" if dev.type == "cpu" else "accurate-gpu")
-    config.device = str(dev)
-    config.val_slices = HELD_OUT
-    config.minutes, config.iterations = (None, iterations) if iterations else (minutes, None)
+    config = demo_config(str(dev), minutes=minutes, iterations=iterations)
     budget = f"{iterations} iterations" if iterations else f"{minutes:g} min"
     print(
         f"training on slices 0-{HELD_OUT[0] - 1}, validating on {HELD_OUT[0]}-{HELD_OUT[1] - 1}, {budget}",
         file=stream,
     )
-
-    import tempfile
-
     t0 = time.monotonic()
-    bar = _Progress("train")
-    with tempfile.TemporaryDirectory(prefix="napari-unet-demo-") as tmp:
-
-        def show(rec) -> None:
-            done, total = (rec.iteration, iterations) if iterations else (rec.elapsed, (minutes or 0) * 60)
-            bar.update(done, total, f"it {rec.iteration} loss {rec.loss:.4f}")
-
-        result = _drain(train(image, labels, config, checkpoint_dir=tmp, voxel_size=scale), show)
-        bar.close()
-        import shutil
-
-        shutil.copyfile(result.best_path or result.last_path, outputs[0])
+    if train_to_file(image, labels, config, outputs[0], voxel_size=scale) is None:
+        raise KeyboardInterrupt  # Ctrl-C during training: model.pt holds the best model so far
     train_s = time.monotonic() - t0
 
-    from .checkpoint import load_checkpoint
-
     model, meta = load_checkpoint(outputs[0])
-    bar = _Progress("predict")
-    pred = _drain(
-        predict_stack(image, model, meta, device=str(dev)),
-        lambda r: bar.update(r.slice_index + r.tiles_done / max(r.tiles_total, 1), r.n_slices),
-    ).labels
-    bar.close()
+    pred = predict_with_progress(image, model, meta, device=str(dev)).labels
     write_tiff(outputs[1], pred, scale=scale, units=units, labels=True, overwrite=True)
     s = HELD_OUT[1] - 1
     iio.imwrite(outputs[2], overview_png(image[s], labels[s], pred[s]))

@@ -1,0 +1,165 @@
+"""Running the engine from a terminal: a progress line and the train / predict drivers the CLI and the demo share.
+
+No torch at import (the engine is imported inside the drivers), so ``napari-unet --help`` stays fast. Progress goes
+to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from .generators import drain
+
+__all__ = ["ConsoleProgress", "predict_with_progress", "train_to_file"]
+
+
+class ConsoleProgress:
+    """A small terminal progress line: redrawn in place on a TTY, a line every few seconds otherwise (CI logs).
+
+    Parameters
+    ----------
+    label : str
+        Shown at the start of the line ("train", "predict").
+    stream : text stream, optional
+        Where to write; default ``sys.stderr``.
+    every : float
+        Seconds between lines when ``stream`` is not a TTY (a TTY is redrawn up to five times a second).
+
+    Use as a context manager (or call :meth:`close`) so that the cursor ends on a fresh line.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None, every: float = 5.0) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every = every
+        self._last = -math.inf  # the first update always shows
+        self._start = time.monotonic()
+        self._shown = False
+
+    def __enter__(self) -> ConsoleProgress:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def update(self, done: float, total: float | None, extra: str = "", force: bool = False) -> None:
+        """Show ``done`` out of ``total`` (a bar with an ETA; just ``done`` when ``total`` is falsy).
+
+        Throttled unless ``force``, so it can be called on every progress record.
+        """
+        now = time.monotonic()
+        if not force and now - self._last < (0.2 if self.tty else self.every):
+            return
+        self._last = now
+        elapsed = now - self._start
+        if total:
+            frac = min(max(done / total, 0.0), 1.0)
+            width = 28
+            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+            eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+            text = f"{self.label} [{bar}] {frac:6.1%} {elapsed:6.0f}s (eta {eta:4.0f}s) {extra}"
+        else:
+            text = f"{self.label} {done} {elapsed:6.0f}s {extra}"
+        if self.tty:
+            self.stream.write("\r" + text[:150].ljust(150))
+            self._shown = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """End the redrawn line (on a TTY) so that what is printed next starts on its own line."""
+        if self.tty and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+def train_to_file(
+    image: Any,
+    labels: Any,
+    config: Any,
+    out: str | Path,
+    *,
+    init: str | Path | None = None,
+    voxel_size: tuple[float, ...] | None = None,
+    stream: TextIO | None = None,
+) -> Any:
+    """Train with a progress line and copy the best checkpoint (the last one without validation) to ``out``.
+
+    Parameters
+    ----------
+    image, labels : array-like
+        ``(Y, X)`` or ``(Z, Y, X)`` arrays of the same shape, as :func:`napari_unet.train.train` takes them.
+    config : TrainConfig
+    out : path
+        Where the checkpoint is copied (replaced if it exists: the caller checks ``--overwrite``).
+    init : path, optional
+        Checkpoint to fine-tune from.
+    voxel_size : tuple of float, optional
+        Stored in the checkpoint.
+    stream : text stream, optional
+        Where progress goes; default ``sys.stderr``.
+
+    Returns
+    -------
+    TrainResult or None
+        None when interrupted (Ctrl-C): ``out`` then holds the best checkpoint saved so far, if there was one.
+
+    Raises
+    ------
+    RuntimeError
+        When training finished without writing a checkpoint.
+    """
+    from .train import BEST_NAME, train
+
+    out = Path(out)
+    stream = stream or sys.stderr
+    with tempfile.TemporaryDirectory(prefix="napari-unet-train-") as tmp:
+        records = train(image, labels, config, init=init, checkpoint_dir=tmp, voxel_size=voxel_size)
+        try:
+            with ConsoleProgress("train", stream) as bar:
+                result = drain(records, lambda rec: _show_training(bar, rec))
+        except KeyboardInterrupt:
+            # drain closed the generator, which writes nothing more: what is on disk is the best model so far
+            best = Path(tmp) / BEST_NAME
+            if best.exists():
+                shutil.copyfile(best, out)
+                print(f"interrupted: kept the best checkpoint so far in {out}", file=stream)
+            return None
+        source = result.best_path or result.last_path
+        if source is None or not Path(source).exists():
+            raise RuntimeError("training produced no checkpoint")
+        shutil.copyfile(source, out)
+    return result
+
+
+def _show_training(bar: ConsoleProgress, rec: Any) -> None:
+    extra = f"it {rec.iteration} loss {rec.loss:.4f}"
+    if rec.val:
+        extra += f" val dice {rec.val.get('mean_dice', float('nan')):.3f}"
+    # a validation result is shown even when the line was just redrawn: it is the figure worth reading
+    bar.update(rec.fraction, 1.0, extra, force=bool(rec.val))
+
+
+def predict_with_progress(
+    image: Any, model: Any, meta: dict | None, *, stream: TextIO | None = None, **options: Any
+) -> Any:
+    """:func:`napari_unet.predict.predict_stack` with a progress line; returns its ``PredictResult``.
+
+    ``options`` are passed on (``tile``, ``batch_size``, ``device``, ``tta``, ``want_probabilities``, ...).
+    """
+    from .predict import predict_stack
+
+    with ConsoleProgress("predict", stream) as bar:
+        return drain(
+            predict_stack(image, model, meta, **options),
+            lambda rec: bar.update(rec.fraction, 1.0, f"slice {rec.slice_index + 1}/{rec.n_slices}"),
+        )
