@@ -31,6 +31,7 @@ from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
 
 from ._layers import (
+    DEVICES,
     OWNER_KEY,
     current_index,
     device_choice,
@@ -55,7 +56,7 @@ from ._segment_job import (
     segment_job,
 )
 
-__all__ = ["SegmentRequest", "SegmentWidget", "describe_progress", "segment_job"]
+__all__ = ["DEVICES", "SegmentRequest", "SegmentWidget", "describe_progress", "segment_job"]
 
 SESSION_MODEL = "this session's model"
 FILE_MODEL = "model file"
