@@ -1,7 +1,7 @@
 """Training a U-Net on annotated slices of a stack (torch; no napari, no Qt).
 
 The package: ``_data`` (checks, class mapping, normalisation), ``_split`` (validation hold-out), ``_sampler``
-(training patches), ``_loss``, ``_validate``, ``_run`` (one run's state and phases), ``_loop`` (:func:`train`,
+(training patches), ``_live`` (live training: the strokes re-read while training), ``_loss``, ``_validate``, ``_run`` (one run's state and phases), ``_loop`` (:func:`train`,
 :func:`train_sync`), ``_records`` (what they yield and return); the configuration is :mod:`napari_unet.config`.
 
 What :func:`train` does, in order:
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from ..config import DEFAULT_ITERATIONS, PRESETS, TrainConfig
 from ._data import IGNORE, MAX_CHANNELS, MAX_CLASSES, MAX_LABEL_VALUE
+from ._live import LiveAnnotations
 from ._loop import train, train_sync
 from ._loss import class_weights, segmentation_loss
 from ._records import BEST_NAME, LAST_NAME, TrainProgress, TrainResult
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "IGNORE",
     "LAST_NAME",
+    "LiveAnnotations",
     "MAX_CHANNELS",
     "MAX_CLASSES",
     "MAX_LABEL_VALUE",

@@ -28,6 +28,7 @@ __all__ = [
     "collect_annotations",
     "finetune_values",
     "image_normalization",
+    "image_plane",
     "load_init",
     "read_annotated",
     "to_classes",
@@ -228,6 +229,12 @@ def read_annotated(
         in_channels=int(first.shape[0]),
     )
     return data, init_ckpt, source
+
+
+def image_plane(image: Any, z: int, labels_ndim: int) -> np.ndarray:
+    """Slice ``z`` of ``image`` as ``(C, Y, X)`` (what :class:`AnnotatedData` holds), for 2D or 3D labels."""
+    plane = np.asarray(image if labels_ndim == 2 else image[z])
+    return plane if plane.ndim == 3 else plane[None]
 
 
 def image_normalization(image: Any, in_channels: int) -> dict:

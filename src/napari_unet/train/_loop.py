@@ -9,10 +9,13 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..generators import drain
+from ._live import LiveAnnotations
 from ._records import TrainProgress, TrainResult
 from ._run import TrainingRun
 
 __all__ = ["train", "train_sync"]
+
+_WAIT_SECONDS = 0.25  # live training with no stroke left: how often to look for new ones
 
 
 def _is_stop(command: Any) -> bool:
@@ -27,6 +30,7 @@ def train(
     init: str | Path | dict | None = None,
     checkpoint_dir: str | Path | None = None,
     voxel_size: Sequence[float] | None = None,
+    live: LiveAnnotations | None = None,
 ) -> Generator[TrainProgress, Any, TrainResult]:
     """Train a U-Net on the annotated slices of an image stack, yielding progress.
 
@@ -47,6 +51,12 @@ def train(
         first). Without it nothing is written.
     voxel_size : sequence of float, optional
         Physical voxel size, stored in the checkpoint.
+    live : LiveAnnotations, optional
+        Live training over the array the user paints into (``live.labels``, the same array as ``labels``): strokes
+        added or erased while training enter the training set within ``live.refresh_seconds``; the run goes on
+        until it is stopped (``"stop"`` sent, or the generator closed: both keep the model) unless
+        ``config.iterations`` / ``config.minutes`` cap it. No validation is held out; ``last.pt`` is written every
+        ``config.val_every`` iterations. While every stroke is erased it yields ``phase == "wait"`` records.
 
     Yields
     ------
@@ -64,7 +74,9 @@ def train(
         For unusable data or configuration, with the reason in words (no annotations, only one class painted,
         shapes differ, ...).
     """
-    run = TrainingRun(image, labels, config, init=init, checkpoint_dir=checkpoint_dir, voxel_size=voxel_size)
+    run = TrainingRun(
+        image, labels, config, init=init, checkpoint_dir=checkpoint_dir, voxel_size=voxel_size, live=live
+    )
     try:
         yield run.progress("setup", run.describe())
         stopped = yield from _iterate(run)
@@ -82,8 +94,15 @@ def train(
 def _iterate(run: TrainingRun) -> Generator[TrainProgress, Any, bool]:
     """Steps until the budget is spent, validating when due; returns True when stopped by a "stop" command."""
     while not run.budget_spent():
+        note = run.refresh_annotations()
+        if not run.has_annotations():  # live: every stroke was erased
+            if _is_stop((yield run.progress("wait", "live: no strokes left; paint to continue"))):
+                return True
+            time.sleep(_WAIT_SECONDS)
+            continue
         run.step()
-        if _is_stop((yield run.progress("train", run.step_message()))):
+        message = run.step_message() + (f"; {note}" if note else "")
+        if _is_stop((yield run.progress("train", message))):
             return True
         if not run.validation_due():
             continue
@@ -118,6 +137,7 @@ def train_sync(
     init: str | Path | dict | None = None,
     checkpoint_dir: str | Path | None = None,
     voxel_size: Sequence[float] | None = None,
+    live: LiveAnnotations | None = None,
     callback: Callable[[TrainProgress], Any] | None = None,
 ) -> TrainResult:
     """Synchronous twin of :func:`train`: same parameters, returns the :class:`TrainResult`.
@@ -127,5 +147,7 @@ def train_sync(
     callback : callable, optional
         Called with every :class:`TrainProgress` (e.g. to print); if it returns ``"stop"``, training ends early.
     """
-    gen = train(image, labels, config, init=init, checkpoint_dir=checkpoint_dir, voxel_size=voxel_size)
+    gen = train(
+        image, labels, config, init=init, checkpoint_dir=checkpoint_dir, voxel_size=voxel_size, live=live
+    )
     return drain(gen, callback)

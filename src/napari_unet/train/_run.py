@@ -24,11 +24,12 @@ from ..device import autocast, autocast_dtype, select_device
 from ..generators import relay
 from ..model import UNet
 from ..transforms import AugmentConfig
-from ._data import AnnotatedData, class_counts, image_normalization, read_annotated
+from ._data import AnnotatedData, class_counts, image_normalization, image_plane, read_annotated, to_classes
+from ._live import LiveAnnotations
 from ._loss import class_weights, segmentation_loss
 from ._records import BEST_NAME, LAST_NAME, TrainProgress, TrainResult
 from ._sampler import PatchSampler
-from ._split import split_annotations, training_view
+from ._split import Split, split_annotations, training_view
 from ._validate import Validator
 
 __all__ = ["Budget", "TrainingRun", "lr_factor"]
@@ -58,10 +59,11 @@ class Budget:
     warmup: int
 
     @classmethod
-    def from_config(cls, config: TrainConfig) -> Budget:
+    def from_config(cls, config: TrainConfig, *, open_ended: bool = False) -> Budget:
+        """The config's budget; ``open_ended`` (live training): no default, run until stopped."""
         iterations = config.iterations
         seconds = None if config.minutes is None else 60.0 * config.minutes
-        if iterations is None and seconds is None:
+        if iterations is None and seconds is None and not open_ended:
             iterations = DEFAULT_ITERATIONS
         warmup = config.warmup if iterations is None else min(config.warmup, max(1, iterations // 10))
         return cls(iterations, seconds, warmup)
@@ -73,7 +75,7 @@ class Budget:
             parts.append(iteration / self.iterations)
         if self.seconds is not None:
             parts.append(elapsed / self.seconds)
-        return min(1.0, max(parts))
+        return min(1.0, max(parts)) if parts else 0.0  # open-ended: the schedule stays at its peak
 
     def spent(self, iteration: int, elapsed: float) -> bool:
         """True when the budget is used up - never before the first iteration, even if setup took all the time."""
@@ -177,8 +179,13 @@ class TrainingRun:
         init: str | Path | dict | None = None,
         checkpoint_dir: str | Path | None = None,
         voxel_size: Sequence[float] | None = None,
+        live: LiveAnnotations | None = None,
     ) -> None:
         self.t_start = time.monotonic()
+        self.live = live
+        self.image = image
+        if live is not None:
+            live.start()  # before the labels are read: a stroke painted meanwhile shows up as a change
         config = TrainConfig() if config is None else config
         config.check()
         self.config = config = config.resolved()
@@ -204,7 +211,12 @@ class TrainingRun:
         self.data, self.init_ckpt, self.source = read_annotated(image, labels, dense=config.dense, init=init)
         k = len(self.data.label_values)
         nz = 1 if np.ndim(labels) == 2 else int(labels.shape[0])
-        self.split = split_annotations(self.data.classes, k, config, nz)
+        if self.live is None:
+            self.split = split_annotations(self.data.classes, k, config, nz)
+        else:
+            # Live: every stroke trains (the set changes while training; a fixed hold-out would not mean much).
+            description = "live: no validation, strokes re-read while training"
+            self.split = Split(sorted(self.data.classes), [], None, description)
         self.train_data = training_view(self.data, self.split)
         counts = class_counts(self.train_data.classes, k, self.split.train_slices)
         if counts.sum() == 0:
@@ -236,6 +248,7 @@ class TrainingRun:
             margin=model.halo,
             augment_config=aug,
             rng=np.random.default_rng(config.seed),
+            incremental=self.live is not None,
         )
         validator = Validator(data, self.split, self.normalization, model) if self.split.val_slices else None
         self.validator = validator if validator else None
@@ -252,7 +265,7 @@ class TrainingRun:
         # Loss scaling only for float16 (bfloat16 has float32's range).
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         self.weight_t = torch.from_numpy(self.weights).to(self.device)
-        self.budget = Budget.from_config(self.config)
+        self.budget = Budget.from_config(self.config, open_ended=self.live is not None)
 
     def _extra(self) -> dict:
         split = self.split
@@ -265,6 +278,7 @@ class TrainingRun:
             "patch": int(self.in_size),
             "class_weights": self.weights.tolist(),
             "finetuned_from": self.source or None,
+            "live": self.live is not None,
         }
 
     # ---------------------------------------------------------------------------------------------- records
@@ -301,6 +315,45 @@ class TrainingRun:
     def step_message(self) -> str:
         total = f"/{self.budget.iterations}" if self.budget.iterations is not None else ""
         return f"iteration {self.iteration}{total}, loss {self.loss_value:.4f}"
+
+    # ---------------------------------------------------------------------------------------------- live
+    def refresh_annotations(self, *, force: bool = False) -> str | None:
+        """Live training: take in the slices whose strokes changed; a message when something did, else None."""
+        changed = self.live.changed(force=force) if self.live is not None else {}
+        if not changed:
+            return None
+        data, values = self.train_data, self.data.label_values
+        unknown: set[int] = set()
+        for z, plane in changed.items():
+            classes = to_classes(plane, values, self.config.dense)
+            if (classes >= 0).any():
+                data.classes[z] = classes
+                if z not in data.images:
+                    data.images[z] = image_plane(self.image, z, len(self.live.labels.shape))
+            else:
+                data.classes.pop(z, None)
+            unknown |= (
+                {int(v) for v in np.unique(plane)} - set(values) - ({0} if not self.config.dense else set())
+            )
+            self.sampler.update_slice(z)
+        self._reweight()
+        text = f"strokes updated on slice(s) {sorted(changed)}"
+        if unknown:
+            text += f"; label value(s) {sorted(unknown)} are not classes of this run (restart to add a class)"
+        return text
+
+    def has_annotations(self) -> bool:
+        return bool(self.sampler.classes_with_pixels)
+
+    def _reweight(self) -> None:
+        k = len(self.data.label_values)
+        counts = class_counts(self.train_data.classes, k, sorted(self.train_data.classes))
+        if counts.sum() > 0:
+            config = self.config
+            self.weights = class_weights(
+                counts, power=config.class_weight_power, max_ratio=config.max_class_weight
+            )
+            self.weight_t = torch.from_numpy(self.weights).to(self.device)
 
     # ---------------------------------------------------------------------------------------------- phases
     def budget_spent(self) -> bool:

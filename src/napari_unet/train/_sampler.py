@@ -24,6 +24,15 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx >= n, period - idx, idx)
 
 
+def _slice_centres(classes: np.ndarray, z: int, k: int) -> list[np.ndarray]:
+    """``(n, 3)`` int32 ``(z, y, x)`` of the pixels of each class index ``0..k-1`` in one class-index plane."""
+    out = []
+    for ci in range(k):
+        ys, xs = np.nonzero(classes == ci)
+        out.append(np.stack([np.full(ys.shape, z, np.int32), ys.astype(np.int32), xs.astype(np.int32)], 1))
+    return out
+
+
 class PatchSampler:
     """Draws augmented training patches around annotated pixels, class-balanced."""
 
@@ -38,6 +47,7 @@ class PatchSampler:
         margin: int,
         augment_config: AugmentConfig | None,
         rng: np.random.Generator,
+        incremental: bool = False,
     ) -> None:
         self.data = data
         self.normalization = normalization
@@ -46,23 +56,39 @@ class PatchSampler:
         self.margin = margin
         self.augment_config = augment_config
         self.rng = rng
-        k = len(data.label_values)
+        self.slices: list[int] = list(slices)
+        self._pieces = {z: _slice_centres(data.classes[z], z, len(data.label_values)) for z in self.slices}
+        self._gather()
+        if not incremental:
+            # Per-slice centres are only needed to re-index a slice (live training); a dense stack's are large.
+            self._pieces = None
+
+    def _gather(self) -> None:
+        """Candidate centres per class over the training slices (in slice order), capped in number."""
         self.centres: list[np.ndarray] = []
-        for ci in range(k):
-            chunks = []
-            for z in slices:
-                ys, xs = np.nonzero(data.classes[z] == ci)
-                if ys.size:
-                    chunks.append(
-                        np.stack(
-                            [np.full(ys.shape, z, np.int32), ys.astype(np.int32), xs.astype(np.int32)], 1
-                        )
-                    )
+        for ci in range(len(self.data.label_values)):
+            chunks = [self._pieces[z][ci] for z in self.slices]
             cand = np.concatenate(chunks) if chunks else np.zeros((0, 3), np.int32)
             if len(cand) > _MAX_CENTRES_PER_CLASS:
-                cand = cand[rng.choice(len(cand), _MAX_CENTRES_PER_CLASS, replace=False)]
+                cand = cand[self.rng.choice(len(cand), _MAX_CENTRES_PER_CLASS, replace=False)]
             self.centres.append(cand)
-        self.classes_with_pixels = [ci for ci in range(k) if len(self.centres[ci])]
+        self.classes_with_pixels = [ci for ci in range(len(self.centres)) if len(self.centres[ci])]
+
+    def update_slice(self, z: int) -> None:
+        """Slice ``z`` of ``data.classes`` changed (painted, erased, added or removed): re-index only that slice.
+
+        Needs ``incremental=True`` at construction.
+        """
+        if self._pieces is None:
+            raise RuntimeError("this sampler was built without incremental=True")
+        if z in self.data.classes and (self.data.classes[z] >= 0).any():
+            self._pieces[z] = _slice_centres(self.data.classes[z], z, len(self.data.label_values))
+            if z not in self.slices:
+                self.slices = sorted([*self.slices, z])
+        elif z in self.slices:
+            self.slices.remove(z)
+            del self._pieces[z]
+        self._gather()
 
     def _clamp(self, origin: int, n: int) -> int:
         """Keep an input window within ``margin`` (the model's halo) of the image, as prediction tiles are."""
