@@ -24,6 +24,7 @@ from ..device import autocast, autocast_dtype, select_device
 from ..generators import relay
 from ..model import UNet
 from ..transforms import AugmentConfig
+from ._corrections import disagreement
 from ._data import AnnotatedData, class_counts, image_normalization, image_plane, read_annotated, to_classes
 from ._live import LiveAnnotations
 from ._loss import class_weights, segmentation_loss
@@ -250,6 +251,7 @@ class TrainingRun:
             rng=np.random.default_rng(config.seed),
             incremental=self.live is not None,
         )
+        self.n_corrections = self._focus_on_corrections()
         validator = Validator(data, self.split, self.normalization, model) if self.split.val_slices else None
         self.validator = validator if validator else None
         self.ckpt_fields = {
@@ -258,6 +260,22 @@ class TrainingRun:
             "class_names": self.class_names,
             "voxel_size": None if voxel_size is None else tuple(float(v) for v in voxel_size),
         }
+
+    def _focus_on_corrections(self) -> int:
+        """Fine-tuning: centre ``correction_share`` of the patches on strokes the starting model gets wrong."""
+        share = self.config.correction_share
+        if self.init_ckpt is None or not share:
+            return 0
+        wrong = disagreement(
+            self.model,
+            self.device,
+            self.train_data,
+            self.split.train_slices,
+            self.normalization,
+            amp=self.config.amp,
+        )
+        self.sampler.set_focus(wrong, share)
+        return len(wrong)
 
     def _setup_optimisation(self) -> None:
         self.optimizer = _optimizer(self.model, self.config)
@@ -279,6 +297,7 @@ class TrainingRun:
             "class_weights": self.weights.tolist(),
             "finetuned_from": self.source or None,
             "live": self.live is not None,
+            "corrections": int(self.n_corrections),
         }
 
     # ---------------------------------------------------------------------------------------------- records
@@ -305,6 +324,11 @@ class TrainingRun:
             f"{len(split.train_slices)} training slice(s), {split.description}; {len(values)} classes {values}; "
             f"patch {self.in_size} -> {self.out_size}; device {self.device}"
         )
+        if self.n_corrections:
+            text += (
+                f"; {self.n_corrections} annotated pixels the starting model gets wrong, "
+                f"{100 * self.config.correction_share:.0f} % of the patches centred on them"
+            )
         if self.init_ckpt is not None and not self.config.dense and 0 in values:
             text += (
                 "; note: the model's class with label value 0 cannot be painted in sparse mode (0 = not annotated), "

@@ -59,6 +59,8 @@ class PatchSampler:
         self.slices: list[int] = list(slices)
         self._pieces = {z: _slice_centres(data.classes[z], z, len(data.label_values)) for z in self.slices}
         self._gather()
+        self.focus = np.zeros((0, 3), np.int32)
+        self.focus_share = 0.0
         if not incremental:
             # Per-slice centres are only needed to re-index a slice (live training); a dense stack's are large.
             self._pieces = None
@@ -73,6 +75,18 @@ class PatchSampler:
                 cand = cand[self.rng.choice(len(cand), _MAX_CENTRES_PER_CLASS, replace=False)]
             self.centres.append(cand)
         self.classes_with_pixels = [ci for ci in range(len(self.centres)) if len(self.centres[ci])]
+
+    def set_focus(self, centres: np.ndarray, share: float) -> None:
+        """Centre ``share`` of the patches on ``centres`` ((n, 3) ``z, y, x``), e.g. the strokes a model gets wrong."""
+        self.focus = np.asarray(centres, np.int32).reshape(-1, 3)
+        self.focus_share = float(share) if len(self.focus) else 0.0
+
+    def draw_centre(self) -> tuple[int, int, int]:
+        # The focus draw only happens when there is a focus, so runs without one keep their random sequence.
+        if self.focus_share > 0 and self.rng.random() < self.focus_share:
+            return tuple(int(v) for v in self.focus[int(self.rng.integers(len(self.focus)))])
+        ci = self.classes_with_pixels[int(self.rng.integers(len(self.classes_with_pixels)))]
+        return tuple(int(v) for v in self.centres[ci][int(self.rng.integers(len(self.centres[ci])))])
 
     def update_slice(self, z: int) -> None:
         """Slice ``z`` of ``data.classes`` changed (painted, erased, added or removed): re-index only that slice.
@@ -117,9 +131,7 @@ class PatchSampler:
         images, targets = [], []
         for _ in range(n):
             for _attempt in range(10):
-                ci = self.classes_with_pixels[int(self.rng.integers(len(self.classes_with_pixels)))]
-                z, y, x = (int(v) for v in self.centres[ci][int(self.rng.integers(len(self.centres[ci])))])
-                img, lab = self._window(z, y, x)
+                img, lab = self._window(*self.draw_centre())
                 if self.augment_config is not None:
                     img, lab = augment(img, lab, self.rng, self.augment_config)
                 lab = lab[s : p - s, s : p - s]

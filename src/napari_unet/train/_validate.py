@@ -16,7 +16,7 @@ from ..tiling import iter_tiled_predict
 from ._data import IGNORE, AnnotatedData
 from ._split import Split
 
-__all__ = ["Validator", "validation_tile"]
+__all__ = ["Validator", "crop_around", "validation_tile"]
 
 _VAL_MAX_PIXELS = 4_000_000  # validation predicts at most this many pixels (slices are subsampled beyond)
 
@@ -28,7 +28,7 @@ def validation_tile(model: UNet, side: int, cap: int = 1024) -> int:
     return model.valid_input_size(want, "up")
 
 
-def _crop_around(target: np.ndarray, model: UNet) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+def crop_around(target: np.ndarray, model: UNet) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
     """The image crop to predict for the annotated pixels of ``target`` and, inside it, their bounding box.
 
     The bounding box of the held-out annotations plus real image context, not the whole slice: cheap for
@@ -77,7 +77,7 @@ class Validator:
             target = data.classes[z]
             if split.val_region is not None:
                 target = np.where(split.val_region, target, IGNORE).astype(np.int16)
-            crops = _crop_around(target, model)
+            crops = crop_around(target, model)
             if crops is None:
                 continue
             crop, inner = crops
