@@ -11,6 +11,7 @@ import pytest
 from napari_unet._widgets._jobs import Cancelled, Outcome, Step, drive
 from napari_unet._widgets._train_job import (
     DeviceInfo,
+    LiveStarted,
     Preview,
     PreviewFailed,
     TrainOutcome,
@@ -22,7 +23,7 @@ from napari_unet.config import TrainConfig
 from napari_unet.generators import drain
 
 
-def _request(tmp_path, image, strokes, *, preview_every=0.0, **fields) -> TrainRequest:
+def _request(tmp_path, image, strokes, *, preview_every=0.0, live=False, **fields) -> TrainRequest:
     config = dict(
         depth=2,
         features=4,
@@ -43,6 +44,7 @@ def _request(tmp_path, image, strokes, *, preview_every=0.0, **fields) -> TrainR
         voxel_size=(3.0, 1.0, 1.0),
         image_name="em",
         preview_every=preview_every,
+        live=live,
     )
 
 
@@ -149,3 +151,46 @@ def test_progress_counts_iterations_or_seconds_of_the_budget():
     assert describe_progress(timed, budget_seconds=120.0) == Step(done=30, total=120, text=None)
     assert describe_progress(timed) == Step(text=None)
     assert describe_progress(DeviceInfo("CPU")) is None  # not a training record
+
+
+def test_live_job_reads_the_painted_array_waits_without_strokes_and_stop_keeps_the_last_weights(
+    tmp_path, em_strokes
+):
+    image, painted = em_strokes
+    strokes = painted.copy()  # the array "the user paints into": the job must see changes made to it
+    req = _request(tmp_path, image, strokes, live=True, iterations=None, val_every=5)
+    req.checkpoint_dir.mkdir()
+    cancel = threading.Event()
+    seen, phases = [], []
+
+    def on_record(record):
+        seen.append(record)
+        phase = getattr(record, "phase", None)
+        phases.append(phase)
+        if phase == "train" and record.iteration == 3:
+            strokes[:] = 0  # the user erases every stroke: the run waits (from the next refresh, within ~1 s)
+        elif phase == "wait" and phases.count("wait") == 3:
+            strokes[0] = painted[0]  # ... and paints them again: it goes on
+            live.mark(0)
+        elif "wait" in phases and isinstance(record, Preview):
+            cancel.set()  # Stop, once a preview of the weights after the wait came
+
+    live = None
+    job = drive(lambda: train_job(req, lambda: 1), cancel)
+    first = next(job)
+    assert isinstance(first, DeviceInfo)
+    started = next(job)
+    assert isinstance(started, LiveStarted) and started.annotations.labels is strokes  # the array, not a copy
+    live = started.annotations
+    outcome = drain(job, on_record)
+
+    assert outcome.cancelled and outcome.error is None
+    assert phases.count("wait") >= 3 and "validate" not in phases  # no hold-out in live mode
+    waiting = [r for r in seen if getattr(r, "phase", None) == "wait"]
+    assert "no strokes" in waiting[0].message
+    resumed = [r for r in seen if getattr(r, "phase", None) == "train" and "strokes updated" in r.message]
+    assert resumed, "the strokes painted again never entered the training set"
+    assert [p.z for p in seen if isinstance(p, Preview)][:1] == [1]  # last.pt every 5 it.: previews come
+    out = outcome.value
+    assert out.cancelled and out.iterations >= 5 and out.path is not None and out.path.is_file()
+    assert out.best_score is None  # nothing held out, nothing scored

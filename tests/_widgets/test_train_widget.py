@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 
+from napari_unet._widgets._train_job import Preview
 from napari_unet._widgets.train import (
     BUDGET_ITERATIONS,
+    BUDGET_LIVE,
     BUDGET_MINUTES,
     CONTINUE_MODEL,
     PRESETS,
@@ -73,8 +75,8 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
     assert model.label_values == [1, 2]
     assert "trained on 'em', 6 it." in model.description
     assert w.save_button.enabled and w.train_button.text == "Train"
-    # the preview: one layer of the widget's, on the slice the viewer shows
-    assert [layer.name for layer in viewer.layers] == ["em", "strokes", PREVIEW_LAYER]
+    # the preview: one layer of the widget's, on the slice the viewer shows, below the strokes (never hiding them)
+    assert [layer.name for layer in viewer.layers] == ["em", PREVIEW_LAYER, "strokes"]
     preview = viewer.layers[PREVIEW_LAYER]
     assert preview.data.shape == (1, 64, 64)  # one slice of the image, on the image's pixels
     np.testing.assert_allclose(preview.scale, viewer.layers["em"].scale)
@@ -149,8 +151,8 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     assert "cancelled" in w.status.value
     assert w.train_button.text == "Train" and w.train_button.enabled
     names_after = [layer.name for layer in viewer.layers]
-    assert names_after[: len(names_before)] == names_before
-    assert set(names_after[len(names_before) :]) <= {PREVIEW_LAYER}
+    assert [name for name in names_after if name != PREVIEW_LAYER] == names_before
+    assert names_after in (names_before, ["em", PREVIEW_LAYER, "strokes"])
     np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
 
 
@@ -214,3 +216,68 @@ def test_controls_show_the_engine_preset_and_reach_the_config(make_napari_viewer
             minutes=2.0,
         )
         assert w.request().config == expected
+
+
+def test_live_training_previews_within_seconds_learns_new_strokes_and_stop_keeps_the_model(
+    make_napari_viewer, qtbot, em_strokes
+):
+    viewer, image, strokes = _viewer_with_data(make_napari_viewer, em_strokes)
+    viewer.dims.set_current_step(0, 1)  # the user looks at slice 1, which has no strokes yet
+    layer = viewer.layers["strokes"]
+    w = _widget(viewer)
+    w.budget_unit.value = BUDGET_LIVE
+    assert w.validation_group.native.isHidden() and w.budget.native.isHidden()  # no hold-out, no budget
+    req = w.request()
+    assert req.live and req.labels is layer.data  # the array the user paints into, not a copy
+    assert req.config.iterations is None and req.config.minutes is None and req.config.val_slices is None
+
+    records = []
+    t0 = time.monotonic()
+    assert w.train()
+    w.runner.worker.yielded.connect(records.append)
+    assert w.train_button.text == "Stop" and w.status.value.startswith("live")
+    qtbot.waitUntil(lambda: PREVIEW_LAYER in viewer.layers, timeout=5000)  # the first preview within 5 s
+    first_preview = time.monotonic() - t0
+    assert [lay.name for lay in viewer.layers] == ["em", PREVIEW_LAYER, "strokes"]  # below the strokes
+    preview = viewer.layers[PREVIEW_LAYER]
+    assert preview.metadata["napari_unet"]["slice"] == 1
+    qtbot.waitUntil(
+        lambda: w.status.value.startswith("live · it."), timeout=5000
+    )  # status lines follow the run
+
+    # a stroke painted while training: read within ~1 s, and a later preview shows other weights' answer
+    before = preview.data.copy()
+    layer.data[1, 30:34, 4:60] = 1
+    layer.data[1, 40:50, 40:50] = 2
+    layer.refresh()
+    t_stroke = time.monotonic()
+
+    def took_in_the_stroke():
+        return any("strokes updated on slice(s) [1]" in getattr(r, "message", "") for r in records)
+
+    qtbot.waitUntil(took_in_the_stroke, timeout=5000)
+    seen = len(records)
+    qtbot.waitUntil(
+        lambda: (
+            any(isinstance(r, Preview) for r in records[seen:])
+            and not np.array_equal(viewer.layers[PREVIEW_LAYER].data, before)
+        ),
+        timeout=15_000,
+    )
+    stroke_to_preview = time.monotonic() - t_stroke
+    # the preview follows the user to another slice
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(
+        lambda: viewer.layers[PREVIEW_LAYER].metadata["napari_unet"]["slice"] == 2, timeout=10_000
+    )
+
+    with qtbot.waitSignal(w.runner.finished, timeout=5000) as blocker:
+        w.train_button.native.click()  # Stop
+    outcome = blocker.args[0]
+    assert outcome.cancelled and outcome.error is None
+    model = session_for(viewer).current
+    assert model is not None and model.path.is_file() and model.path == outcome.value.path
+    assert "trained live on 'em'" in model.description
+    assert "stopped" in w.status.value and "model kept" in w.status.value and "cancel" not in w.status.value
+    assert w.train_button.text == "Train"
+    print(f"first preview {first_preview:.1f} s, stroke to a new preview {stroke_to_preview:.1f} s")

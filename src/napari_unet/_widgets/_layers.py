@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import napari
+import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit
 from napari.layers import Image, Labels, Layer
 
@@ -27,6 +28,7 @@ __all__ = [
     "layer_choices",
     "model_file_edit",
     "owned_role",
+    "painted_slices",
     "place_on",
     "shape_text",
     "stack_data",
@@ -203,6 +205,36 @@ def place_on(layer: Layer, image: Layer, extra_leading: int = 0) -> None:
     geo = geometry_of(image, extra_leading)
     layer.scale = geo["scale"]
     layer.translate = geo["translate"]
+
+
+def painted_slices(atoms: Iterable[Any], ndim: int) -> set[int] | None:
+    """The Z indices that one napari ``Labels.events.paint`` event touched; None when they cannot be told.
+
+    Parameters
+    ----------
+    atoms : the event's ``value``
+        napari's undo-history atoms of one stroke: ``(indices, old values, new values)`` tuples (fancy indices, one
+        array per axis) or mask-based atoms with a ``slice_key`` bounding box.
+    ndim : int
+        The layer's number of dimensions; a 2D layer has one slice, 0.
+    """
+    if ndim < 3:
+        return {0}
+    slices: set[int] = set()
+    for atom in atoms:
+        key = getattr(atom, "slice_key", None)
+        if key is not None:
+            first = key[0]
+            if not isinstance(first, slice) or first.start is None or first.stop is None:
+                return None
+            slices.update(range(int(first.start), int(first.stop)))
+            continue
+        try:
+            z_indices = atom[0][0]
+            slices.update(int(z) for z in set(np.asarray(z_indices).ravel().tolist()))
+        except (TypeError, IndexError, ValueError):
+            return None
+    return slices
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

@@ -35,7 +35,7 @@ from psygnal import Signal
 
 from ._jobs import Cancelled, Outcome, Step, drive, user_message
 
-__all__ = ["Cancelled", "Outcome", "Runner", "Step", "read_or_report", "user_message"]
+__all__ = ["Cancelled", "Outcome", "Runner", "Step", "in_background", "read_or_report", "user_message"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,18 @@ def read_or_report(read: Callable[[], T], status: Label) -> T | None:
         show_error(str(exc))
         status.value = "not started"
         return None
+
+
+def in_background(func: Callable[[], Any], name: str) -> threading.Thread:
+    """Run ``func`` once in a daemon thread and forget it (warming up: its failures are the next run's to report)."""
+
+    def quietly() -> None:
+        with contextlib.suppress(Exception):
+            func()
+
+    thread = threading.Thread(target=quietly, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class _CooperativeWorker(GeneratorWorker):
@@ -108,6 +120,7 @@ class Runner:
         self._callbacks: dict[str, Callable | None] = {}
         self._describe: Callable[[Any], Step | None] | None = None
         self._alive = True
+        self._job_cancel_text = cancel_text
         # Closing the widget (or the viewer) cancels the job; results arriving later are dropped.
         for qt_object in {
             id(o): o for o in (button.native, getattr(owner, "native", owner)) if o is not None
@@ -135,6 +148,8 @@ class Runner:
         on_error: Callable[[BaseException], None] | None = None,
         describe: Callable[[Any], Step | None] | None = None,
         total: int | None = None,
+        cancel_text: str | None = None,
+        show_progress: bool = True,
     ) -> GeneratorWorker:
         """Start ``job`` in a napari thread worker.
 
@@ -155,13 +170,20 @@ class Runner:
             Maps a record to the progress bar's state (None leaves the bar as it is).
         total
             Initial progress-bar total (None: indeterminate until ``describe`` says otherwise).
+        cancel_text
+            The button's text while this job runs (default: the runner's ``cancel_text``); "Stop" for a job that
+            runs until it is stopped, whose button then reads "Stopping…" until it has.
+        show_progress
+            False: no activity-dock progress bar. A job without an end (live training) would otherwise show a busy
+            bar whose animation repaints the window all the time (measured: most of the CPU under a software
+            OpenGL renderer, starving the job).
         """
         if self.busy:
             raise RuntimeError(f"{self.task} is already running.")
         self._cancel = threading.Event()
         self._callbacks = {"yield": on_yield, "done": on_done, "cancelled": on_cancelled, "error": on_error}
         self._describe = describe
-        self._pbar = napari_progress(total=total or 0, desc=self.task)
+        self._pbar = napari_progress(total=total or 0, desc=self.task) if show_progress else None
         self._bar_time = -BAR_INTERVAL
         worker = create_worker(
             drive,
@@ -177,7 +199,8 @@ class Runner:
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         self.worker = worker
-        self.button.text = self.cancel_text
+        self._job_cancel_text = cancel_text or self.cancel_text
+        self.button.text = self._job_cancel_text
         self.button.enabled = True
         worker.start()
         return worker
@@ -197,7 +220,7 @@ class Runner:
         if self._pbar is not None:
             self._pbar.set_description(f"{self.task}: cancelling")
         with contextlib.suppress(RuntimeError):  # the button may be gone (widget closed)
-            self.button.text = "Cancelling…"
+            self.button.text = "Stopping…" if self._job_cancel_text == "Stop" else "Cancelling…"
             self.button.enabled = False
 
     def _on_widget_destroyed(self, *_args: Any) -> None:

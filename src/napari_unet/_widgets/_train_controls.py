@@ -29,6 +29,7 @@ from napari_unet.session import ModelSession
 from ._layers import device_choice, layer_choices, model_file_edit, owned_role, shape_text, stack_data
 
 __all__ = [
+    "BUDGET_LIVE",
     "PRESETS",
     "BudgetControls",
     "DataControls",
@@ -43,6 +44,7 @@ FILE_MODEL = "start from a model file"
 
 BUDGET_MINUTES = "minutes"
 BUDGET_ITERATIONS = "iterations"
+BUDGET_LIVE = "live (until Stop)"
 
 VAL_AUTO = "automatic"
 VAL_SLICES = "held-out slices"
@@ -215,12 +217,18 @@ class ModelControls(_Group):
 
 
 class BudgetControls(_Group):
-    """When to stop (minutes or iterations) and what each iteration sees (patch side, batch, learning rate)."""
+    """When to stop (minutes, iterations, or live: when the user says so) and what each iteration sees (patch
+    side, batch, learning rate)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.budget = FloatSpinBox(value=2.0, min=0.1, max=100000, step=1.0, tooltip="When to stop training.")
-        self.budget_unit = ComboBox(choices=[BUDGET_MINUTES, BUDGET_ITERATIONS], value=BUDGET_MINUTES)
+        self.budget_unit = ComboBox(
+            choices=[BUDGET_MINUTES, BUDGET_ITERATIONS, BUDGET_LIVE],
+            value=BUDGET_MINUTES,
+            tooltip="live: train until you press Stop, while you paint; strokes added or erased are learned "
+            "from within about a second, and the preview follows the slice you look at.",
+        )
         self.budget_row = Container(
             label="budget", layout="horizontal", widgets=[self.budget, self.budget_unit], labels=False
         )
@@ -234,9 +242,19 @@ class BudgetControls(_Group):
         )
         self.lr.native.setDecimals(6)
         self.extend([self.budget_row, self.patch, self.batch_size, self.lr])
+        self.budget_unit.changed.connect(self._on_unit_changed)
+
+    @property
+    def live(self) -> bool:
+        """True when training runs live, until the user stops it."""
+        return self.budget_unit.value == BUDGET_LIVE
+
+    def _on_unit_changed(self, value: Any = None) -> None:
+        self.budget.visible = not self.live
 
     def overrides(self) -> dict[str, Any]:
-        """TrainConfig fields: patch, batch size, learning rate, and ``minutes`` or ``iterations``."""
+        """TrainConfig fields: patch, batch size, learning rate, and ``minutes`` or ``iterations`` (live: neither,
+        the run goes on until it is stopped)."""
         fields: dict[str, Any] = {
             "patch": int(self.patch.value),
             "batch_size": int(self.batch_size.value),
@@ -244,7 +262,7 @@ class BudgetControls(_Group):
         }
         if self.budget_unit.value == BUDGET_MINUTES:
             fields["minutes"] = float(self.budget.value)
-        else:
+        elif self.budget_unit.value == BUDGET_ITERATIONS:
             fields["iterations"] = max(1, int(round(self.budget.value)))
         return fields
 

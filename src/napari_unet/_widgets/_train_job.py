@@ -7,6 +7,10 @@ widget shows: :class:`DeviceInfo` first, then the engine's ``TrainProgress`` rec
 :class:`Previewer`, whose ``PredictProgress`` records are yielded too, so that Cancel interrupts a preview as well).
 It returns a :class:`TrainOutcome`: the checkpoint to keep.
 
+Live training (``TrainRequest.live``) wraps the annotations array the user paints into - the very array, not a
+copy - in the engine's ``LiveAnnotations`` and hands it to the widget in a :class:`LiveStarted` record, so that the
+widget can say which slice was painted; the run goes on until it is stopped (Cancel), which keeps the last weights.
+
 No Qt, no napari, and no torch at import (the engine is imported inside the job, in the worker thread), so the job
 runs, and is tested, without a viewer: ``napari_unet.generators.drain(train_job(request, lambda: None))``.
 """
@@ -27,7 +31,9 @@ from napari_unet.config import TrainConfig
 from ._jobs import Cancelled, Step
 
 __all__ = [
+    "LIVE_REFRESH_SECONDS",
     "DeviceInfo",
+    "LiveStarted",
     "Note",
     "Preview",
     "PreviewFailed",
@@ -36,7 +42,11 @@ __all__ = [
     "TrainRequest",
     "describe_progress",
     "train_job",
+    "warm_up",
 ]
+
+#: live training: how often the engine looks for strokes added or erased
+LIVE_REFRESH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,8 @@ class TrainRequest:
     voxel_size: tuple[float, ...]
     image_name: str
     preview_every: float | None  # seconds between previews, None for no preview
+    # train until stopped, re-reading ``labels`` (the array the user paints into) meanwhile
+    live: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,16 @@ class DeviceInfo(Note):
 
 class PreviewFailed(Note):
     """The preview could not be computed (training goes on without it)."""
+
+
+@dataclass(frozen=True)
+class LiveStarted:
+    """Second record of a live run: the engine's ``LiveAnnotations`` over the array the user paints into.
+
+    Its ``mark(z)`` is thread-safe: the widget calls it when the user painted slice ``z`` (the engine also polls).
+    """
+
+    annotations: Any
 
 
 @dataclass(frozen=True)
@@ -210,12 +232,17 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
     records; returns a :class:`TrainOutcome`.
 
     On :class:`Cancelled` the engine generator is closed, which leaves ``best.pt``/``last.pt`` on disk, and the best
-    of them is returned (flagged ``cancelled``).
+    of them is returned (flagged ``cancelled``). That is also how a live run (``req.live``) ends: without
+    validation, ``best.pt`` holds the last weights.
     """
     from napari_unet.device import describe_device, select_device
-    from napari_unet.train import train
+    from napari_unet.train import LiveAnnotations, train
 
     yield DeviceInfo(describe_device(select_device(req.config.device)))
+    live = None
+    if req.live:
+        live = LiveAnnotations(req.labels, poll=True, refresh_seconds=LIVE_REFRESH_SECONDS)
+        yield LiveStarted(live)
     gen = train(
         req.image,
         req.labels,
@@ -223,6 +250,7 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
         init=req.init,
         checkpoint_dir=req.checkpoint_dir,
         voxel_size=req.voxel_size,
+        live=live,
     )
     previewer = Previewer(req, slice_index)
     iteration = 0
@@ -237,7 +265,10 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
                 break
             iteration = int(record.iteration)
             yield record
-            if record.phase == "train":
+            if record.phase in (
+                "train",
+                "wait",
+            ):  # "wait": live, every stroke erased; the slice may still change
                 yield from previewer.offer(iteration)
     except Cancelled:
         gen.close()  # the engine saves the last weights (and best.pt if there was none yet)
@@ -251,6 +282,18 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
         cancelled=bool(result.cancelled),
         iterations=iteration,
     )
+
+
+def warm_up() -> None:
+    """Import the engine ahead of the first run (the widget calls it in a background thread when it opens).
+
+    Importing torch and the engine takes seconds on a small CPU, and the first optimiser pulls in
+    ``torch._dynamo`` (seconds more); done while the user paints, the first preview of a run comes that much sooner.
+    """
+    import torch._dynamo  # noqa: F401 - what torch.optim imports on first use
+
+    import napari_unet.predict  # noqa: F401
+    import napari_unet.train  # noqa: F401
 
 
 def describe_progress(record: Any, budget_seconds: float | None = None) -> Step | None:

@@ -7,8 +7,15 @@ job yields: the loss and validation curve (:class:`~napari_unet._widgets._plot.C
 activity-dock progress bar, and a preview of the slice the viewer shows, predicted by the engine in the worker with
 the run's newest checkpoint (written at every validation) and refreshed at most every few seconds, in one layer the
 widget owns ("U-Net preview"). When training ends, or is cancelled, the best checkpoint becomes the session's model
-(:mod:`napari_unet.session`), which the Segment widget uses and "Save model…" copies to a file. No torch is
-imported by this module: the engine is imported in the worker.
+(:mod:`napari_unet.session`), which the Segment widget uses and "Save model…" copies to a file.
+
+The budget "live (until Stop)" trains while the user paints: the engine re-reads the annotations array (the Labels
+layer's own data) about every second, so strokes added or erased are learned from without a restart; the widget
+also tells it which slice a paint stroke touched. The preview layer sits below the annotations so that it never
+hides the strokes, and "Stop" keeps the last weights as the session's model.
+
+No torch is imported by this module: the engine is imported in the worker, and warmed up in a background thread
+when the widget opens (:func:`~._train_job.warm_up`), so that the first preview of a run comes within seconds.
 """
 
 from __future__ import annotations
@@ -33,13 +40,15 @@ from ._layers import (
     find_owned,
     geometry_of,
     keep_narrow,
+    painted_slices,
     tag,
     watch_layers,
 )
 from ._plot import CurvePlot
-from ._runner import Runner, read_or_report
+from ._runner import Runner, in_background, read_or_report
 from ._train_controls import (
     BUDGET_ITERATIONS,
+    BUDGET_LIVE,
     BUDGET_MINUTES,
     CONTINUE_MODEL,
     FILE_MODEL,
@@ -59,17 +68,20 @@ from ._train_controls import (
 )
 from ._train_job import (
     DeviceInfo,
+    LiveStarted,
     Preview,
     PreviewFailed,
     TrainOutcome,
     TrainRequest,
     describe_progress,
     train_job,
+    warm_up,
 )
 
 # the widget's vocabulary (its choices and presets) is importable from here, where scripts and tests look for it
 __all__ = [
     "BUDGET_ITERATIONS",
+    "BUDGET_LIVE",
     "BUDGET_MINUTES",
     "CONTINUE_MODEL",
     "FILE_MODEL",
@@ -107,9 +119,11 @@ class TrainWidget(Container):
     preview : magicgui widgets, made by the groups of :mod:`._train_controls`
     data_group, model_group, budget_group, validation_group, run_group : those groups
     device_info, status, model_info : Label
-    train_button ("Train", "Cancel" while running), save_button : PushButton
+    train_button ("Train", "Cancel" while running, "Stop" in live mode), save_button : PushButton
     plot : CurvePlot
     runner : Runner
+    engine_warm_up : threading.Thread
+        Imports the engine in the background when the widget opens (join it to time a warm run).
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
@@ -119,6 +133,9 @@ class TrainWidget(Container):
         self._preview_z: int | None = None
         self._budget_seconds: float | None = None
         self._status_time = -math.inf
+        self._live: Any = None  # the running live run's LiveAnnotations (its mark(z) says what was painted)
+        self._painted: Any = None  # the Labels layer whose paint events go to it
+        self._warned_values = False
 
         self.data_group = data = DataControls(napari_viewer)
         self.model_group = model = ModelControls()
@@ -155,18 +172,24 @@ class TrainWidget(Container):
         self.preset.changed.connect(self._on_preset_changed)
         self.image_layer.changed.connect(self._on_image_changed)
         self.save_button.changed.connect(self._on_save_clicked)
+        self.budget_unit.changed.connect(self._on_budget_unit_changed)
         self.session.changed.connect(self._on_session_changed)
         napari_viewer.dims.events.current_step.connect(self._on_current_step)
         watch_layers(napari_viewer, self, self.data_group.preselect)
         self._on_preset_changed()
         self.data_group.preselect()
         self._on_session_changed(self.session.current)
+        self.engine_warm_up = in_background(warm_up, "napari-unet engine warm-up")
 
     # -- UI state -------------------------------------------------------------------------------------------------
 
     def _on_image_changed(self, value: Any = None) -> None:
         self.data_group.preselect()
         self._on_current_step()
+
+    def _on_budget_unit_changed(self, value: Any = None) -> None:
+        # live training holds nothing out: every stroke trains, and the set changes while it runs
+        self.validation_group.visible = not self.budget_group.live
 
     def _on_preset_changed(self, value: Any = None) -> None:
         """Show the engine's values of the chosen preset (as it resolves them for sparse strokes)."""
@@ -200,11 +223,12 @@ class TrainWidget(Container):
             With a sentence for the user when something is missing or inconsistent.
         """
         image_layer, image, labels = self.data_group.read()
+        live = self.budget_group.live
         overrides = {
             "dense": bool(self.dense.value),
             **self.model_group.overrides(),
             **self.budget_group.overrides(),
-            **self.validation_group.overrides(tuple(image.shape)),
+            **({} if live else self.validation_group.overrides(tuple(image.shape))),
         }
         init = self.model_group.init(self.session)
         return TrainRequest(
@@ -216,6 +240,7 @@ class TrainWidget(Container):
             voxel_size=tuple(float(s) for s in image_layer.scale),
             image_name=image_layer.name,
             preview_every=PREVIEW_SECONDS if self.preview.value else None,
+            live=live,
         )
 
     # -- run ------------------------------------------------------------------------------------------------------
@@ -230,8 +255,12 @@ class TrainWidget(Container):
         self._budget_seconds = req.config.minutes * 60 if req.config.minutes is not None else None
         self._on_current_step()
         self.device_info.value = "starting…"
-        self.status.value = "reading the annotations…"
+        self.status.value = ("live: " if req.live else "") + "reading the annotations…"
         self.save_button.enabled = False
+        self._warned_values = False
+        if req.live:
+            self._painted = self.labels_layer.value
+            self._painted.events.paint.connect(self._on_paint)
         self.runner.start(
             lambda: train_job(req, lambda: self._preview_z),
             on_yield=self._on_record,
@@ -240,12 +269,30 @@ class TrainWidget(Container):
             on_error=self._on_failed,
             describe=lambda record: describe_progress(record, self._budget_seconds),
             total=req.config.iterations,
+            cancel_text="Stop" if req.live else None,
+            show_progress=not req.live,  # no end to show; the status line says how far it got
         )
         return True
+
+    def _on_paint(self, event: Any) -> None:
+        """A stroke was committed in the annotations: tell the live run which slice(s) to re-read now."""
+        live = self._live
+        if live is None:
+            return
+        slices = painted_slices(event.value, self._painted.ndim)
+        for z in [None] if slices is None else sorted(slices):
+            live.mark(z)
+
+    def _end_live(self) -> None:
+        if self._painted is not None:
+            self._painted.events.paint.disconnect(self._on_paint)
+        self._live = self._painted = None
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, DeviceInfo):
             self.device_info.value = f"running on {record.text}"
+        elif isinstance(record, LiveStarted):
+            self._live = record.annotations
         elif isinstance(record, Preview):
             self._show_preview(record)
         elif isinstance(record, PreviewFailed):
@@ -258,15 +305,28 @@ class TrainWidget(Container):
                 if score is not None:
                     self.plot.add_validation(record.iteration, score)
             now = time.monotonic()
+            note = self._live_note(record)
             # a label re-laid-out (and the window repainted) at every iteration would starve the event loop
-            if record.phase != "train" or now - self._status_time >= STATUS_INTERVAL:
+            if record.phase != "train" or note or now - self._status_time >= STATUS_INTERVAL:
                 self._status_time = now
-                self.status.value = self._status_text(record)
+                self.status.value = self._status_text(record, note)
 
-    def _status_text(self, record: Any) -> str:
-        if record.phase in ("setup", "done"):
-            return record.message
+    def _live_note(self, record: Any) -> str:
+        """What a live run's training record adds to its step message (strokes re-read, values ignored)."""
+        if self._live is None or record.phase != "train":
+            return ""
+        note = record.message.partition("; ")[2]
+        if "not classes" in note and not self._warned_values:
+            self._warned_values = True
+            show_warning(f"Live training: {note.split('; ')[-1]}.")
+        return note
+
+    def _status_text(self, record: Any, note: str = "") -> str:
+        if record.phase in ("setup", "done", "wait"):
+            return ("live: " if self._live is not None and record.phase == "setup" else "") + record.message
         parts = [f"it. {record.iteration}" + (f"/{record.total}" if record.total else "")]
+        if self._live is not None:
+            parts.insert(0, "live")
         if math.isfinite(record.loss):
             parts.append(f"loss {record.loss:.3f}")
         best = self.plot.best_validation()
@@ -277,6 +337,8 @@ class TrainWidget(Container):
         if self._budget_seconds:
             left = max(0.0, self._budget_seconds - float(record.elapsed))
             parts.append(f"{int(left // 60)}:{int(left % 60):02d} left")
+        if note:
+            parts.append(note)
         return " · ".join(parts)
 
     def _show_preview(self, preview: Preview) -> None:
@@ -306,10 +368,21 @@ class TrainWidget(Container):
         else:
             layer.data = data
             layer.scale, layer.translate = geo["scale"], geo["translate"]
+        self._keep_below_annotations(layer)
         layer.metadata[OWNER_KEY]["iteration"] = preview.iteration
         layer.metadata[OWNER_KEY]["slice"] = preview.z
 
+    def _keep_below_annotations(self, preview: Any) -> None:
+        """The preview must not hide the strokes: move it just below the annotations layer if it is above."""
+        layers, annotations = self._viewer.layers, self.labels_layer.value
+        if annotations is None or annotations not in layers:
+            return
+        below = layers.index(annotations)
+        if layers.index(preview) > below:
+            layers.move(layers.index(preview), below)
+
     def _on_trained(self, out: TrainOutcome | None, req: TrainRequest) -> None:
+        self._end_live()
         if out is None or out.path is None:
             self.status.value = "stopped before the first checkpoint — the session's model is unchanged"
             show_info("Training stopped before any model was saved; the session's model is unchanged.")
@@ -320,9 +393,15 @@ class TrainWidget(Container):
             if out.best_score is not None
             else ""
         )
-        description = f"trained on '{req.image_name}', {out.iterations} it.{quality}"
+        how = "trained live" if req.live else "trained"
+        description = f"{how} on '{req.image_name}', {out.iterations} it.{quality}"
         self.session.set(out.path, out.meta or {}, description=description, source="trained")
-        if out.cancelled:
+        if out.cancelled and req.live:
+            self.status.value = f"live: stopped at it. {out.iterations}; model kept"
+            show_info(
+                f"Live training stopped at iteration {out.iterations}; model kept as the session's model."
+            )
+        elif out.cancelled:
             self.status.value = f"cancelled at it. {out.iterations}; kept the best model{quality}"
             show_info(
                 f"Training cancelled at iteration {out.iterations}. The best model so far is kept{quality}."
@@ -331,6 +410,7 @@ class TrainWidget(Container):
             self.status.value = f"done: {out.iterations} it.{quality}"
 
     def _on_failed(self, exc: BaseException) -> None:
+        self._end_live()
         self.status.value = "failed — see the notification"
         self.save_button.enabled = self.session.current is not None
         self.runner.report_error(exc)
