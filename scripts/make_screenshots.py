@@ -74,6 +74,22 @@ def paint_strokes(truth: np.ndarray, seed: int = 0, *, n_windows: int = 8, n_cel
     return strokes
 
 
+def open_sample_with_strokes(viewer, painted_slice: int):
+    """Open the bundled sample in ``viewer``, hide its ground truth and add a "strokes" Labels layer painted on
+    ``painted_slice`` by :func:`paint_strokes`; returns (image layer, ground truth array, strokes layer)."""
+    viewer.open_sample("napari-unet", "em_membranes")
+    image = viewer.layers["EM membranes (ISBI 2012)"]
+    truth_layer = viewer.layers["EM membranes labels"]
+    truth = np.asarray(truth_layer.data)
+    truth_layer.visible = False
+    strokes = np.zeros_like(truth, dtype=np.uint8)
+    strokes[painted_slice] = paint_strokes(truth[painted_slice])
+    layer = viewer.add_labels(
+        strokes, name="strokes", scale=image.scale, translate=image.translate, units=image.units
+    )
+    return image, truth, layer
+
+
 def _wait(app, seconds: float) -> None:
     t_end = time.monotonic() + seconds
     while time.monotonic() < t_end:
@@ -118,21 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     window = viewer.window
     window._qt_window.resize(1600, 1000)
     app = QApplication.instance()
-    viewer.open_sample("napari-unet", "em_membranes")
-    image = viewer.layers["EM membranes (ISBI 2012)"]
-    truth_layer = viewer.layers["EM membranes labels"]
-    truth = np.asarray(truth_layer.data)
-    truth_layer.visible = False
-
-    strokes = np.zeros_like(truth, dtype=np.uint8)
-    strokes[PAINTED_SLICE] = paint_strokes(truth[PAINTED_SLICE])
+    image, truth, stroke_layer = open_sample_with_strokes(viewer, PAINTED_SLICE)
+    strokes = stroke_layer.data
     painted = np.count_nonzero(strokes[PAINTED_SLICE])
     print(
         f"painted {painted} px on slice {PAINTED_SLICE} ({100 * painted / strokes[0].size:.1f} %): "
         f"{np.count_nonzero(strokes == MEMBRANE)} membrane, {np.count_nonzero(strokes == CELL)} cell interior"
-    )
-    stroke_layer = viewer.add_labels(
-        strokes, name="strokes", scale=image.scale, translate=image.translate, units=image.units
     )
     viewer.dims.set_current_step(0, PAINTED_SLICE)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_screenshots import paint_strokes  # noqa: E402 - a sibling script
+from make_screenshots import open_sample_with_strokes  # noqa: E402 - a sibling script
 
 VIEW_SLICE = 1
 DRAWS = [0]
@@ -108,14 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(show=not os.environ.get("HIDDEN"), title="napari-unet live")
     viewer.window._qt_window.resize(1600, 1000)
     app = QApplication.instance()
-    viewer.open_sample("napari-unet", "em_membranes")
-    image = viewer.layers["EM membranes (ISBI 2012)"]
-    truth_layer = viewer.layers["EM membranes labels"]
-    truth = np.asarray(truth_layer.data)
-    truth_layer.visible = False
-    strokes = np.zeros_like(truth, dtype=np.uint8)
-    strokes[0] = paint_strokes(truth[0])
-    layer = viewer.add_labels(strokes, name="strokes", scale=image.scale, translate=image.translate)
+    image, truth, layer = open_sample_with_strokes(viewer, 0)
     viewer.dims.set_current_step(0, VIEW_SLICE)
     canvas = viewer.window._qt_viewer.canvas.native
     viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(

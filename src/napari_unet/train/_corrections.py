@@ -13,12 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..generators import drain
 from ..model import UNet
-from ..normalize import apply_normalization
-from ..predict import make_predictor, tile_geometry
-from ..tiling import predict_tiled
+from ..predict import make_predictor
 from ._data import AnnotatedData
-from ._validate import crop_around, validation_tile
+from ._validate import crop_around, predict_box
 
 __all__ = ["disagreement"]
 
@@ -47,13 +46,9 @@ def disagreement(
             if crops is None:
                 continue
             (cy, cx), (iy, ix) = crops
-            img = apply_normalization(data.images[z][:, cy, cx], normalization)
-            tile = validation_tile(model, max(img.shape[-2:]))
-            pred = predict_tiled(img, predict, tile=tile, batch_size=1, n_out=1, **tile_geometry(model))[0][
-                iy, ix
-            ]
+            pred = drain(predict_box(model, predict, data.images[z], (cy, cx), (iy, ix), normalization))
             box = target[cy, cx][iy, ix]
-            ys, xs = np.nonzero((box >= 0) & (pred.astype(np.int64) != box))
+            ys, xs = np.nonzero((box >= 0) & (pred != box))
             oy, ox = cy.start + iy.start, cx.start + ix.start
             found.append(np.stack([np.full(ys.shape, z), ys + oy, xs + ox], 1).astype(np.int32))
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from ..tiling import iter_tiled_predict
 from ._data import IGNORE, AnnotatedData
 from ._split import Split
 
-__all__ = ["Validator", "crop_around", "validation_tile"]
+__all__ = ["Validator", "crop_around", "predict_box", "validation_tile"]
 
 _VAL_MAX_PIXELS = 4_000_000  # validation predicts at most this many pixels (slices are subsampled beyond)
 
@@ -66,6 +66,24 @@ def _scores(cm: np.ndarray, label_values: list[int]) -> dict:
     }
 
 
+def predict_box(
+    model: UNet,
+    predict: Callable[[np.ndarray], np.ndarray],
+    plane: np.ndarray,
+    crop: tuple[slice, slice],
+    inner: tuple[slice, slice],
+    normalization: dict,
+) -> Generator[tuple[int, int], None, np.ndarray]:
+    """Class indices (int64) of the box ``inner`` of ``crop`` of a ``(C, Y, X)`` plane, predicted as predict_stack
+    would; yields the tiler's (done, total)."""
+    img = apply_normalization(plane[(slice(None), *crop)], normalization)
+    tile = validation_tile(model, max(img.shape[-2:]))
+    pred = yield from iter_tiled_predict(
+        img, predict, tile=tile, batch_size=1, n_out=1, **tile_geometry(model)
+    )
+    return pred[0][inner].astype(np.int64)
+
+
 class Validator:
     """Predicts the held-out pixels with the overlap-tile tiler and scores per-class Dice / IoU."""
 
@@ -108,13 +126,8 @@ class Validator:
         predict = make_predictor(model, device, probabilities=False, tta=False, amp=amp)
         try:
             for z, crop, inner, target in self.items:
-                img = apply_normalization(self.data.images[z][(slice(None), *crop)], self.normalization)
-                tile = validation_tile(model, max(img.shape[-2:]))
-                tiles = iter_tiled_predict(
-                    img, predict, tile=tile, batch_size=1, n_out=1, **tile_geometry(model)
-                )
-                pred = yield from tiles
-                pred = pred[0][inner].astype(np.int64)
+                plane = self.data.images[z]
+                pred = yield from predict_box(model, predict, plane, crop, inner, self.normalization)
                 cm += confusion_matrix(pred, target.astype(np.int64), list(range(k)), mask=target >= 0)
         finally:
             model.train(was_training)
