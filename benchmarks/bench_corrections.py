@@ -2,7 +2,7 @@
 
 A simulated user on the Lucchi FIB-SEM volume (``../shared/data/lucchi``; train slices 0-129, evaluated on held-out
 slices 135-164, never painted): short scribbles inside some mitochondria (label 2) and in the background (label 1)
-on five slices, ``--seconds`` of training from scratch, then ``--rounds`` rounds in which the user paints short
+on five slices, ``--seconds`` of training of a new model (the default start), then ``--rounds`` rounds in which the user paints short
 strokes over the largest mistakes of the current model on the painted slices and fine-tunes it (``init``) for
 ``--seconds`` again. Each strategy starts from the same first model and gets the same correction strokes policy;
 the table gives the mitochondria IoU on the held-out slices after every round::
@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         first = train_sync(stack, labels, TrainConfig(seed=args.seed, **budget), checkpoint_dir=f"{tmp}/r0")
         start = read_checkpoint(first.best_path)
-        scores = {"round 0 (scratch)": {s: held_out_iou(first.model, first.meta) for s in args.strategies}}
+        round0 = f"round 0 ({first.meta['extra']['start']})"
+        scores = {round0: {s: held_out_iou(first.model, first.meta) for s in args.strategies}}
         print(
             f"round 0: {first.history['iteration'][-1]} iterations, IoU {held_out_iou(first.model, first.meta):.3f}"
         )

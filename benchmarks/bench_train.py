@@ -70,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench_train.json"), help="JSON results file")
     parser.add_argument("--save-model", type=Path, help="also copy the trained checkpoint here")
     parser.add_argument("--check", action="store_true", help="exit 1 when the acceptance bar is missed")
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="instead: iterations/s of the default sparse training with each CPU speed-up off and on (see speed())",
+    )
+    parser.add_argument("--speed-iterations", type=int, default=80, help="iterations per variant and round")
+    parser.add_argument("--speed-rounds", type=int, default=3, help="rounds (variants interleaved in each)")
     args = parser.parse_args(argv)
+    if args.speed:
+        return speed(args.speed_iterations, args.speed_rounds, args.out)
 
     import tifffile
     import torch
@@ -185,6 +194,84 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(_plain(report), indent=2))
     print(f"wrote {args.out}")
     return 1 if args.check and not passed else 0
+
+
+# --------------------------------------------------------------------------------------------- speed-ups
+SPEED_VARIANTS = {
+    # name: (TrainConfig fields, torch threads); the first is the engine as it was before these speed-ups
+    "before: NCHW, no prefetch": ({"channels_last": False, "prefetch": False}, 2),
+    "channels-last": ({"channels_last": True, "prefetch": False}, 2),
+    "channels-last + prefetch (default)": ({}, 2),
+    "default, 1 thread": ({}, 1),
+    "default + torch.compile": ({"compile": True}, 2),
+}
+
+
+def _sample_strokes():
+    """The bundled sample with strokes on slices 0 and 5 (as ``bench_interactive.py`` paints them)."""
+    import tifffile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from make_screenshots import paint_strokes
+
+    root = Path(__file__).resolve().parents[1] / "sample_data"
+    image = tifffile.imread(root / "isbi2012_crop.tif")
+    truth = tifffile.imread(root / "isbi2012_crop_labels.tif")
+    strokes = np.zeros_like(truth)
+    for z in (0, 5):
+        strokes[z] = paint_strokes(truth[z], seed=z)
+    return image, strokes
+
+
+def _iterations_per_second(
+    image, strokes, fields: dict, threads: int, iterations: int
+) -> tuple[float, float]:
+    """Steady iterations/s (after 10 warm-up iterations) and the seconds to the first iteration (setup, compile)."""
+    import torch
+
+    from napari_unet.train import TrainConfig, train_sync
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        config = TrainConfig(iterations=iterations + 10, device="cpu", val_fraction=0.0, **fields)
+        history = train_sync(image, strokes, config).history
+    finally:
+        torch.set_num_threads(before)
+    elapsed = history["elapsed"]
+    return iterations / (elapsed[-1] - elapsed[9]), elapsed[0]
+
+
+def speed(iterations: int, rounds: int, out: Path) -> int:
+    """Iterations/s of the default sparse training (sample, strokes on 2 slices) with each speed-up off and on.
+
+    The variants run interleaved, ``rounds`` times, so that the machine's load falls on all of them alike; the table
+    gives the median and the spread, and each variant's ratio to the first (the engine before the speed-ups).
+    """
+    import torch
+
+    image, strokes = _sample_strokes()
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in SPEED_VARIANTS}
+    for r in range(rounds):
+        for name, (fields, threads) in SPEED_VARIANTS.items():
+            runs[name].append(_iterations_per_second(image, strokes, fields, threads, iterations))
+            print(f"round {r + 1}: {name}: {runs[name][-1][0]:.2f} it/s", flush=True)
+    base = float(np.median([v for v, _ in runs[next(iter(runs))]]))
+    print(
+        f"\ndefault sparse training on the sample, {iterations} iterations x {rounds} rounds, torch {torch.__version__}"
+    )
+    print("| variant | it/s (median, min-max) | vs before | first iteration after (s) |")
+    print("| --- | --- | --- | --- |")
+    report = {}
+    for name, values in runs.items():
+        its = [v for v, _ in values]
+        med = float(np.median(its))
+        first = float(np.median([f for _, f in values]))
+        print(f"| {name} | {med:.2f} ({min(its):.2f}-{max(its):.2f}) | {med / base:.2f}x | {first:.1f} |")
+        report[name] = {"it_per_s": its, "first_iteration_s": [f for _, f in values], "ratio": med / base}
+    out.write_text(json.dumps(_plain(report), indent=2))
+    print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

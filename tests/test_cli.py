@@ -198,7 +198,7 @@ def test_sparse_is_the_default(tiny_stack, strokes, tmp_path):
 
 @pytest.mark.parametrize(
     ("budget", "minutes", "iterations"),
-    [([], 10.0, None), (["--minutes", "0.5"], 0.5, None), (["--iterations", "7"], None, 7)],
+    [([], 2.0, None), (["--minutes", "0.5"], 0.5, None), (["--iterations", "7"], None, 7)],
 )
 def test_budget_reaches_the_trainer(tiny_stack, tmp_path, monkeypatch, budget, minutes, iterations):
     """The budget, checked on the config handed to the trainer (which is replaced: no ten-minute run)."""
@@ -230,6 +230,31 @@ def test_init_fine_tunes_from_the_checkpoint(tiny_stack, base_model, tmp_path):
     start = _parameters(base_model)
     assert np.abs(_parameters(tuned) - start).max() < 1e-6
     assert np.abs(_parameters(fresh) - start).max() > 1e-2  # the seed-1 initialisation is another network
+
+
+def test_a_new_model_starts_pretrained_unless_from_scratch(tiny_stack, tmp_path, capsys):
+    """The default architecture starts from the shipped EM-pretrained body; --from-scratch opts out."""
+    img_path, lab_path, *_ = tiny_stack
+    common = ["--iterations", "1", "--patch", "32", "--device", "cpu"]
+    meta = _train(img_path, lab_path, tmp_path / "pre.pt", *common)
+    assert meta["extra"]["start"] == "EM-pretrained (fresh head)"
+    assert "setup: " in (err := capsys.readouterr().err) and "start: EM-pretrained" in err
+    meta = _train(img_path, lab_path, tmp_path / "scratch.pt", *common, "--from-scratch")
+    assert meta["extra"]["start"] == "random weights (from scratch)"
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "train",
+                str(img_path),
+                str(lab_path),
+                "-o",
+                str(tmp_path / "x.pt"),
+                "--init",
+                "m.pt",
+                "--from-scratch",
+            ]
+        )
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_bad_slices_and_budgets_are_usage_errors(tiny_stack, tmp_path, capsys):
@@ -327,3 +352,23 @@ def test_evaluate_slices_scores_those_slices_only(tiny_stack, tmp_path, capsys):
     assert printed["1:3"] == format_metrics(evaluate(pred[1:3], truth[1:3], foreground=2)) + "\n"
     assert printed["0:2"] == format_metrics(evaluate(pred[0:2], truth[0:2], foreground=2)) + "\n"
     assert len({printed[None], printed["1:3"], printed["0:2"]}) == 3
+
+
+def test_evaluate_against_strokes_leaves_their_zeros_out(tiny_stack, strokes, capsys):
+    """A sparse model never predicts 0: the strokes' 0 means "not annotated", not a class."""
+    _, lab_path, _, truth = tiny_stack
+    assert main(["evaluate", str(lab_path), str(strokes)]) == 0
+    out = capsys.readouterr().out
+    assert "taken as not annotated" in out
+    assert "1.000" in out  # the prediction equals the strokes wherever they are painted
+
+
+def test_every_command_and_argument_has_help():
+    from napari_unet.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, command in sub.choices.items():
+        assert command.description and "examples:" in (command.epilog or ""), name
+        for action in command._actions:
+            assert action.help, f"napari-unet {name}: {action.dest} has no help text"

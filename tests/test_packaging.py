@@ -25,3 +25,10 @@ def test_every_source_package_is_listed_in_pyproject():
     }
     missing = found - listed
     assert not missing, f"add {sorted(missing)} to [tool.setuptools] packages in pyproject.toml"
+
+
+def test_the_pretrained_model_and_its_card_ship_in_the_wheel():
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert {"models/*.pt", "models/*.md"} <= set(data["napari_unet"])
+    models = ROOT / "src" / "napari_unet" / "models"
+    assert (models / "em_pretrained.pt").is_file() and (models / "MODEL_CARD.md").is_file()

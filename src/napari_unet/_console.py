@@ -63,8 +63,8 @@ class ConsoleProgress:
             frac = min(max(done / total, 0.0), 1.0)
             width = 28
             bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-            eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-            text = f"{self.label} [{bar}] {frac:6.1%} {elapsed:6.0f}s (eta {eta:4.0f}s) {extra}"
+            eta = f"{elapsed / frac - elapsed:4.0f}s" if frac > 0 else "   ?"
+            text = f"{self.label} [{bar}] {frac:6.1%} {elapsed:6.0f}s (eta {eta}) {extra}"
         else:
             text = f"{self.label} {done} {elapsed:6.0f}s {extra}"
         if self.tty:
@@ -72,6 +72,14 @@ class ConsoleProgress:
             self._shown = True
         else:
             self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        """Print ``text`` on a line of its own (the progress line, if shown, is redrawn by the next update)."""
+        if self.tty and self._shown:
+            self.stream.write("\r" + " " * 150 + "\r")
+            self._shown = False
+        self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -142,6 +150,11 @@ def train_to_file(
 
 
 def _show_training(bar: ConsoleProgress, rec: Any) -> None:
+    if rec.phase == "setup":  # what the engine will do: classes, split, patch, device, start
+        bar.note(f"setup: {rec.message}")
+        return
+    if rec.iteration == 0 or not math.isfinite(rec.loss):
+        return  # nothing measured yet: no "it 0 loss nan"
     extra = f"it {rec.iteration} loss {rec.loss:.4f}"
     if rec.val:
         extra += f" val dice {rec.val.get('mean_dice', float('nan')):.3f}"

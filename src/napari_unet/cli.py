@@ -17,9 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from ._console import predict_with_progress, train_to_file
-from .config import PRESETS, TrainConfig, parse_auto_int
-
-DEFAULT_MINUTES = 10.0  # the time budget of ``train`` when neither --minutes nor --iterations is given
+from .config import DEFAULT_MINUTES, PRESETS, TrainConfig, parse_auto_int
 
 
 class CLIError(Exception):
@@ -123,6 +121,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         "iterations": args.iterations,
         "minutes": args.minutes,
         "val_slices": _parse_slices(args.val_slices, "--val-slices"),
+        "start": "scratch" if args.from_scratch else None,
     }
     config = TrainConfig.preset(
         args.preset or "fast-cpu", **{key: value for key, value in options.items() if value is not None}
@@ -193,7 +192,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.slices:
         start, stop = _parse_slices(args.slices, "--slices")
         pred, gt = pred[start:stop], gt[start:stop]
-    print(format_metrics(evaluate(pred, gt, foreground=args.foreground)))
+    ignore = None
+    if not (pred == 0).any() and (gt == 0).any():
+        # a model trained on strokes never predicts 0: the ground truth's 0 can only mean "not annotated"
+        ignore = 0
+        print(
+            "the prediction has no 0: ground-truth pixels of value 0 are taken as not annotated and not scored"
+        )
+    print(format_metrics(evaluate(pred, gt, foreground=args.foreground, ignore=ignore)))
     return 0
 
 
@@ -225,14 +231,45 @@ def _shared_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _command(
+    sub, name: str, summary: str, description: str, examples: str, parents=()
+) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` shows what it does and examples to copy."""
+    return sub.add_parser(
+        name,
+        parents=list(parents),
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}. {description}",
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples.strip().splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="describe TIFF files as the napari-unet reader sees them")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = _command(
+        sub,
+        "info",
+        "describe TIFF files as the napari-unet reader sees them",
+        "Prints series, axes, shape, dtype, voxel size, compression and whether the file would be read lazily.",
+        "napari-unet info stack.tif\nnapari-unet info *.tif",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="TIFF files to describe")
     p.set_defaults(func=cmd_info)
 
 
 def _add_train(sub, shared: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("train", parents=[shared], help="train a U-Net from an image stack and a labels stack")
+    p = _command(
+        sub,
+        "train",
+        "train a U-Net from an image stack and a labels stack",
+        "Labels are sparse strokes by default (0 = not annotated, 1..K = classes); a new model starts from the "
+        "EM-pretrained body shipped with napari-unet. Prints the setup (classes, validation split, patch, device, "
+        "start), then progress; Ctrl-C keeps the best model so far.",
+        f"napari-unet train stack.tif strokes.tif -o model.pt            # {DEFAULT_MINUTES:g} minutes\n"
+        "napari-unet train stack.tif truth.tif -o model.pt --dense --minutes 10\n"
+        "napari-unet train stack.tif more_strokes.tif -o model2.pt --init model.pt --minutes 0.5",
+        parents=[shared],
+    )
     p.add_argument("image", help="image TIFF, (Y, X) or (Z, Y, X)")
     p.add_argument("labels", help="labels TIFF of the same shape (0 = not annotated unless --dense)")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="where to save the best model")
@@ -245,7 +282,9 @@ def _add_train(sub, shared: argparse.ArgumentParser) -> None:
         "--minutes", type=float, help=f"time budget (default {DEFAULT_MINUTES:g} when no budget is given)"
     )
     budget.add_argument("--iterations", type=int, help="iteration budget")
-    p.add_argument("--preset", choices=list(PRESETS), help="start from a preset configuration")
+    p.add_argument(
+        "--preset", choices=list(PRESETS), help="start from a preset configuration (default fast-cpu)"
+    )
     p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
     p.add_argument("--features", type=int, help="feature maps at the first level")
     p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
@@ -253,17 +292,32 @@ def _add_train(sub, shared: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="patches per iteration")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--init", metavar="MODEL.pt", help="fine-tune from this checkpoint")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--init", metavar="MODEL.pt", help="fine-tune from this checkpoint (keeps its classes)"
+    )
+    start.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from random weights instead of the EM-pretrained model (the default start of a new model)",
+    )
     p.set_defaults(func=cmd_train)
 
 
 def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "predict", parents=[shared], help="segment a stack with a trained model (overlap-tile, seam-free)"
+    p = _command(
+        sub,
+        "predict",
+        "segment a stack with a trained model (overlap-tile, seam-free)",
+        "Slice by slice, each tile with its context halo, so the result equals a whole-slice prediction. The "
+        "labels keep the image's shape and voxel size and carry the label values the model was trained on.",
+        "napari-unet predict stack.tif --model model.pt -o stack_labels.tif\n"
+        "napari-unet predict stack.tif --model model.pt -o labels.tif --probabilities prob.tif --tta",
+        parents=[shared],
     )
-    p.add_argument("image")
-    p.add_argument("--model", required=True, metavar="MODEL.pt")
-    p.add_argument("-o", "--output", required=True, metavar="LABELS.tif")
+    p.add_argument("image", help="image TIFF to segment, (Y, X) or (Z, Y, X)")
+    p.add_argument("--model", required=True, metavar="MODEL.pt", help="a model saved by napari-unet")
+    p.add_argument("-o", "--output", required=True, metavar="LABELS.tif", help="where to write the labels")
     p.add_argument("--probabilities", metavar="PROB.tif", help="also write per-class probabilities (float32)")
     p.add_argument(
         "--tile",
@@ -282,11 +336,18 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser(
-        "evaluate", help="compare a prediction with ground truth (Dice/IoU, pixel and Rand error)"
+    p = _command(
+        sub,
+        "evaluate",
+        "compare a prediction with ground truth (Dice/IoU, pixel and Rand error)",
+        "Ground truth may be dense (every value a class) or sparse strokes: when the prediction never contains 0 "
+        "(a model trained on strokes), 0 in the ground truth means 'not annotated' and is left out, and the "
+        "output says so.",
+        "napari-unet evaluate labels.tif truth.tif --foreground 0 --slices 25:30\n"
+        "napari-unet evaluate labels.tif strokes.tif",
     )
-    p.add_argument("prediction")
-    p.add_argument("ground_truth")
+    p.add_argument("prediction", help="labels TIFF written by napari-unet predict")
+    p.add_argument("ground_truth", help="labels TIFF of the same shape")
     p.add_argument(
         "--foreground", type=int, help="label value of the membrane/boundary class (default: guessed)"
     )
@@ -295,10 +356,13 @@ def _add_evaluate(sub) -> None:
 
 
 def _add_demo(sub, shared: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "demo",
+        "train on the bundled EM sample, predict, write TIFFs + PNG, print metrics",
+        "Trains on 8 slices of the sample (ISBI 2012), predicts all 10 and scores the 2 held-out ones.",
+        "napari-unet demo\nnapari-unet demo --out demo --minutes 1",
         parents=[shared],
-        help="train on the bundled EM sample, predict, write TIFFs + PNG, print metrics",
     )
     p.add_argument("--out", default="napari-unet-demo", help="output folder (default ./napari-unet-demo)")
     p.add_argument("--minutes", type=float, default=3.0, help="training time budget (default 3)")

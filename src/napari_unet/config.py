@@ -11,9 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_ITERATIONS", "PRESETS", "TrainConfig", "parse_auto_int"]
+__all__ = ["DEFAULT_ITERATIONS", "DEFAULT_MINUTES", "PRESETS", "TrainConfig", "parse_auto_int"]
 
 DEFAULT_ITERATIONS = 1000  # when neither iterations nor minutes is given
+# The budget the Train widget and `napari-unet train` offer when the user names none (the same in both).
+DEFAULT_MINUTES = 2.0
 _SPARSE_ENTROPY_WEIGHT = 2.0  # entropy minimisation on unpainted pixels, sparse mode (see TrainConfig)
 
 
@@ -120,6 +122,20 @@ class TrainConfig:
         latest).
     min_lr_ratio : float
         The cosine decays to ``lr * min_lr_ratio``.
+    prefetch : bool
+        Prepare the next batch of patches in a background thread while the model steps (default True; the batches
+        are the same, in the same order).
+    channels_last : bool
+        Run the network on channels-last tensors (default True: faster convolutions with oneDNN on CPUs and tensor
+        cores on GPUs).
+    compile : bool
+        ``torch.compile`` the network (default False: see the README's speed measurements for what it costs and
+        brings on a CPU).
+    start : {"pretrained", "scratch"}
+        Where a new model (no ``init``) starts. "pretrained" (default): every layer but the head from the
+        EM-pretrained model shipped with napari-unet (membranes and mitochondria; see its model card), a fresh
+        head for the user's classes; used when the image has one channel and the architecture is the default,
+        else the model starts from random weights and the setup line says why. "scratch": random weights.
     correction_share : float
         When fine-tuning (``init``): share of the patches centred on annotated pixels the starting model gets wrong
         - the corrections a user painted over its mistakes. 0 (default) treats every stroke alike: in the
@@ -155,6 +171,10 @@ class TrainConfig:
     warmup: int = 50
     min_lr_ratio: float = 0.02
     correction_share: float = 0.0
+    prefetch: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    start: str = "pretrained"
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:
@@ -219,6 +239,8 @@ class TrainConfig:
             raise ValueError(
                 "need dice_weight >= 0, entropy_weight >= 0, class_weight_power >= 0 and max_class_weight >= 1"
             )
+        if self.start not in ("pretrained", "scratch"):
+            raise ValueError(f"start must be 'pretrained' or 'scratch', got {self.start!r}")
         if not 0 <= self.correction_share < 1:
             raise ValueError(f"correction_share must be in [0, 1), got {self.correction_share}")
         if self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1:
@@ -258,6 +280,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_every": 200,
         "elastic": True,
         "intensity": True,
+        "start": "scratch",  # the pretrained model has the fast-cpu architecture
     },
     "paper": {
         "depth": 5,
@@ -270,5 +293,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "val_every": 200,
         "elastic": True,
         "intensity": True,
+        "start": "scratch",  # the pretrained model has the fast-cpu architecture
     },
 }

@@ -24,6 +24,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 
+from napari_unet.config import DEFAULT_MINUTES
 from napari_unet.session import ModelSession
 
 from ._layers import device_choice, layer_choices, model_file_edit, owned_role, shape_text, stack_data
@@ -154,6 +155,12 @@ class ModelControls(_Group):
         self.features = SpinBox(
             label="features", min=4, max=128, step=4, visible=False, tooltip="Channels of the first level."
         )
+        self.from_scratch = CheckBox(
+            text="from scratch",
+            value=False,
+            visible=False,
+            tooltip="Start from random weights instead of the EM-pretrained model that a new model starts from.",
+        )
         self.device = device_choice(visible=False)
         self.val_every = SpinBox(
             label="validate every",
@@ -172,6 +179,7 @@ class ModelControls(_Group):
                 self.advanced,
                 self.depth,
                 self.features,
+                self.from_scratch,
                 self.device,
                 self.val_every,
             ]
@@ -183,7 +191,7 @@ class ModelControls(_Group):
         new = self.model_source.value == NEW_MODEL
         self.model_file.visible = self.model_source.value == FILE_MODEL
         self.preset.visible = new
-        for w in (self.depth, self.features):
+        for w in (self.depth, self.features, self.from_scratch):
             w.visible = new and bool(self.advanced.value)
         for w in (self.device, self.val_every):
             w.visible = bool(self.advanced.value)
@@ -194,10 +202,12 @@ class ModelControls(_Group):
         return PRESETS[self.preset.value]
 
     def overrides(self) -> dict[str, Any]:
-        """TrainConfig fields: the architecture (new models only), validation interval, device."""
+        """TrainConfig fields: the architecture and start (new models only), validation interval, device."""
         fields: dict[str, Any] = {"val_every": int(self.val_every.value), "device": str(self.device.value)}
         if self.model_source.value == NEW_MODEL:  # fine-tuning keeps the checkpoint's architecture
             fields["depth"], fields["features"] = int(self.depth.value), int(self.features.value)
+            if self.from_scratch.value:
+                fields["start"] = "scratch"
         return fields
 
     def init(self, session: ModelSession) -> Path | None:
@@ -222,7 +232,9 @@ class BudgetControls(_Group):
 
     def __init__(self) -> None:
         super().__init__()
-        self.budget = FloatSpinBox(value=2.0, min=0.1, max=100000, step=1.0, tooltip="When to stop training.")
+        self.budget = FloatSpinBox(
+            value=DEFAULT_MINUTES, min=0.1, max=100000, step=1.0, tooltip="When to stop training."
+        )
         self.budget_unit = ComboBox(
             choices=[BUDGET_MINUTES, BUDGET_ITERATIONS, BUDGET_LIVE],
             value=BUDGET_MINUTES,

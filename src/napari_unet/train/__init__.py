@@ -1,7 +1,8 @@
 """Training a U-Net on annotated slices of a stack (torch; no napari, no Qt).
 
 The package: ``_data`` (checks, class mapping, normalisation), ``_split`` (validation hold-out), ``_sampler``
-(training patches), ``_live`` (live training: the strokes re-read while training), ``_loss``, ``_validate``, ``_run`` (one run's state and phases), ``_loop`` (:func:`train`,
+(training patches), ``_start`` (where a new model starts: the shipped EM-pretrained body or random weights),
+``_live`` (live training: the strokes re-read while training), ``_loss``, ``_validate``, ``_run`` (one run's state and phases), ``_loop`` (:func:`train`,
 :func:`train_sync`), ``_records`` (what they yield and return); the configuration is :mod:`napari_unet.config`.
 
 What :func:`train` does, in order:
@@ -42,6 +43,7 @@ from ._live import LiveAnnotations
 from ._loop import train, train_sync
 from ._loss import class_weights, segmentation_loss
 from ._records import BEST_NAME, LAST_NAME, TrainProgress, TrainResult
+from ._start import pretrained_checkpoint, pretrained_path
 
 __all__ = [
     "BEST_NAME",
@@ -57,6 +59,8 @@ __all__ = [
     "TrainProgress",
     "TrainResult",
     "class_weights",
+    "pretrained_checkpoint",
+    "pretrained_path",
     "segmentation_loss",
     "train",
     "train_sync",
