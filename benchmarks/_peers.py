@@ -14,19 +14,15 @@ them as it does itself.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["available_peers", "convpaint", "convpaint_python", "random_forest", "rf_ilastik_features"]
+__all__ = ["available_peers", "convpaint", "random_forest", "rf_ilastik_features"]
 
 # ilastik's feature selection dialog: six feature types at scales 0.3-10, the smallest only for smoothing
 # (https://www.ilastik.org/documentation/pixelclassification/pixelclassification.html, "Selecting good features").
@@ -127,97 +123,11 @@ def random_forest(train_images: list, train_labels: list, test_images: list) -> 
 
 
 # ------------------------------------------------------------------------------------------------ convpaint
-def _peers_python_path() -> str:
-    """The python of the peers venv, whether or not it exists."""
-    return os.environ.get("NAPARI_UNET_PEERS_PYTHON") or DEFAULT_PEERS_PYTHON
+def convpaint(train_images, train_labels, test_images, extractor: str) -> dict:
+    """napari-convpaint in its own venv (``_convpaint.py``): ``extractor`` "gaussian" or "ilastik"."""
+    from _convpaint import convpaint as run
 
-
-def _worker_env() -> dict[str, str]:
-    """Environment for the worker: headless Qt, and no project paths leaking into the other venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["QT_QPA_PLATFORM"] = "offscreen"
-    return env
-
-
-@functools.cache
-def _probe(python: str) -> tuple[dict[str, str | None] | None, str]:
-    """(extractor -> reason or None, "") from the worker's probe in that python, or (None, why it failed)."""
-    if not Path(python).exists():
-        return None, f"no python at {python} ({_SETUP_HINT}, or set NAPARI_UNET_PEERS_PYTHON)"
-    try:
-        done = subprocess.run(
-            [python, str(WORKER), "--probe"], capture_output=True, text=True, env=_worker_env(), timeout=300
-        )
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return None, f"{python} could not run the convpaint probe: {err}"
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return None, f"napari-convpaint does not import in {python} ({tail}); {_SETUP_HINT}"
-    return json.loads(done.stdout.strip().splitlines()[-1]), ""
-
-
-def convpaint_python() -> str | None:
-    """Path of the peers venv python if napari-convpaint imports there, else None."""
-    python = _peers_python_path()
-    return python if _probe(python)[0] is not None else None
-
-
-def _extractor_name(extractor: str) -> str:
-    """Convpaint's extractor name for a peer suffix (``gaussian``, ``ilastik``) or a convpaint name."""
-    return EXTRACTORS.get(extractor, extractor)
-
-
-def _write_request(
-    path: Path, train_images, train_labels, test_images, extractor: str, options: dict
-) -> None:
-    """Write the worker's IN.npz (no pickles)."""
-    arrays = {f"train_image_{i}": np.asarray(im) for i, im in enumerate(train_images)}
-    arrays |= {f"train_label_{i}": np.asarray(lab) for i, lab in enumerate(train_labels)}
-    arrays |= {f"test_image_{j}": np.asarray(im) for j, im in enumerate(test_images)}
-    np.savez(path, **arrays, extractor=np.array(extractor), options=np.array(json.dumps(options)))
-
-
-def convpaint(train_images, train_labels, test_images, extractor: str, options: dict | None = None) -> dict:
-    """Train napari-convpaint with one extractor on the annotated pixels, segment the test slices.
-
-    Runs ``_convpaint_worker.py`` in the peers venv; ``options`` are convpaint ``Param`` settings (plus
-    ``use_rf``). Raises RuntimeError, saying why, when that venv or the extractor is not usable.
-    """
-    fe_name = _extractor_name(extractor)
-    reason = _convpaint_reason(fe_name)
-    if reason is not None:
-        raise RuntimeError(f"napari-convpaint with {fe_name!r} is unavailable: {reason}")
-    with tempfile.TemporaryDirectory(prefix="convpaint-") as tmp:
-        request, answer = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-        _write_request(request, train_images, train_labels, test_images, fe_name, options or {})
-        done = subprocess.run(
-            [_peers_python_path(), str(WORKER), str(request), str(answer)],
-            capture_output=True,
-            text=True,
-            env=_worker_env(),
-            cwd=tmp,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"the napari-convpaint worker failed ({fe_name}):\n{done.stderr[-3000:]}")
-        with np.load(answer, allow_pickle=False) as z:
-            pred = [z[f"pred_{j}"] for j in range(len(test_images))]
-            classifier, fit_s, predict_s = str(z["classifier"]), float(z["fit_s"]), float(z["predict_s"])
-    return {
-        "name": f"napari-convpaint, {fe_name} features, {classifier}",
-        "pred": pred,
-        "fit_s": fit_s,
-        "predict_s": predict_s,
-    }
-
-
-def _convpaint_reason(fe_name: str) -> str | None:
-    """None when convpaint can run ``fe_name`` here, else why not."""
-    extractors, why = _probe(_peers_python_path())
-    if extractors is None:
-        return why
-    if fe_name not in extractors:
-        return f"{fe_name!r} is not one of the extractors benchmarked here ({', '.join(extractors)})"
-    return extractors[fe_name]
+    return run(train_images, train_labels, test_images, extractor)
 
 
 # ------------------------------------------------------------------------------------------------ listing
@@ -233,8 +143,9 @@ def _sklearn_reason() -> str | None:
 def available_peers() -> dict[str, str | None]:
     """Peer name -> None when it runs here, else the reason it does not."""
     out = {"random-forest": _sklearn_reason()}
-    for suffix, fe_name in EXTRACTORS.items():
-        out[f"convpaint-{suffix}"] = _convpaint_reason(fe_name)
+    from _convpaint import convpaint_unavailable
+
+    out["convpaint-gaussian"] = out["convpaint-ilastik"] = convpaint_unavailable()
     return out
 
 

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peers",
         nargs="*",
-        default=["random-forest", "convpaint-gaussian", "convpaint-ilastik"],
+        default=["random-forest", "convpaint-gaussian"],
         help="peers",
     )
     parser.add_argument("--repeats", type=int, default=1, help="runs with other strokes and seeds")
