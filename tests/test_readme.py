@@ -32,7 +32,9 @@ def test_no_install_line_fetches_pypis_other_napari_unet():
     import re
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for match in re.finditer(r"pip install[^`\n&]*", text):  # one install command, up to `, && or the line end
+    for match in re.finditer(
+        r"pip install[^`\n&]*", text
+    ):  # one install command, up to `, && or the line end
         line = match.group(0)
         if "napari-unet" in line:
             assert " @ git+" in line, f"this README line installs PyPI's napari-unet: {line}"

@@ -153,6 +153,17 @@ def test_progress_counts_iterations_or_seconds_of_the_budget():
     assert describe_progress(DeviceInfo("CPU")) is None  # not a training record
 
 
+def _resumed_after_the_last_wait(phases: list, seen: list) -> bool:
+    """A training record taking in repainted strokes came after the last "wait" record."""
+    if "wait" not in phases:
+        return False
+    after = len(phases) - phases[::-1].index("wait")
+    return any(
+        phase == "train" and "strokes updated" in record.message
+        for phase, record in zip(phases[after:], seen[after:], strict=True)
+    )
+
+
 def test_live_job_reads_the_painted_array_waits_without_strokes_and_stop_keeps_the_last_weights(
     tmp_path, em_strokes
 ):
@@ -172,8 +183,8 @@ def test_live_job_reads_the_painted_array_waits_without_strokes_and_stop_keeps_t
         elif phase == "wait" and phases.count("wait") == 3:
             strokes[0] = painted[0]  # ... and paints them again: it goes on
             live.mark(0)
-        elif "wait" in phases and isinstance(record, Preview):
-            cancel.set()  # Stop, once a preview of the weights after the wait came
+        elif isinstance(record, Preview) and _resumed_after_the_last_wait(phases, seen):
+            cancel.set()  # Stop, once a preview came after the strokes were painted again
 
     live = None
     job = drive(lambda: train_job(req, lambda: 1), cancel)
