@@ -47,7 +47,7 @@ def test_both_widgets_load_from_the_manifest_and_share_the_session(make_napari_v
 
 
 def test_whole_stack_adds_one_labels_layer_then_updates_it(
-    make_napari_viewer, qtbot, tiny_model, engine_labels
+    make_napari_viewer, qtbot, tiny_model, assert_engine_labels
 ):
     viewer = make_napari_viewer()
     data = _image()
@@ -63,15 +63,14 @@ def test_whole_stack_adds_one_labels_layer_then_updates_it(
     assert out.data.shape == data.shape and out.data.dtype == np.uint8
     np.testing.assert_allclose(out.scale, image.scale)
     np.testing.assert_allclose(out.translate, image.translate)
-    expected = engine_labels(tiny_model[0], data)  # what the engine gives on the same model and image
-    np.testing.assert_array_equal(out.data, expected)
+    expected = assert_engine_labels(out.data, tiny_model[0], data)  # what the engine gives on the same model
     assert set(np.unique(expected)) == {1, 2}  # both classes appear, in the model's label values
 
     out.data = np.full_like(out.data, 7)  # a second run must replace the data of the same layer object
     _run(qtbot, w)
     assert [layer.name for layer in viewer.layers] == ["em", "em U-Net"]
     assert viewer.layers["em U-Net"] is out
-    np.testing.assert_array_equal(out.data, expected)
+    assert_engine_labels(out.data, tiny_model[0], data)
     np.testing.assert_array_equal(image.data, data)  # the user's layer is untouched
 
     # current slice: only that slice of the same layer is written
@@ -86,7 +85,7 @@ def test_whole_stack_adds_one_labels_layer_then_updates_it(
 
 
 def test_current_slice_on_a_fresh_stack_creates_full_size_layer(
-    make_napari_viewer, qtbot, tiny_model, engine_labels
+    make_napari_viewer, qtbot, tiny_model, assert_engine_labels
 ):
     viewer = make_napari_viewer()
     data = _image()
@@ -100,7 +99,7 @@ def test_current_slice_on_a_fresh_stack_creates_full_size_layer(
     np.testing.assert_allclose(out.scale, image.scale)
     np.testing.assert_allclose(out.translate, image.translate)
     assert (out.data[[0, 2]] == 0).all()
-    np.testing.assert_array_equal(out.data[1], engine_labels(tiny_model[0], data[1:2])[0])
+    assert_engine_labels(out.data[1:2], tiny_model[0], data[1:2])
 
 
 def test_probabilities_layer_lines_up_with_the_stack(make_napari_viewer, qtbot, tiny_model):
@@ -119,7 +118,7 @@ def test_probabilities_layer_lines_up_with_the_stack(make_napari_viewer, qtbot, 
     assert len(viewer.layers) == 3
 
 
-def test_2d_image_and_model_file(make_napari_viewer, qtbot, tiny_model, engine_labels):
+def test_2d_image_and_model_file(make_napari_viewer, qtbot, tiny_model, assert_engine_labels):
     viewer = make_napari_viewer()
     data = _image((64, 80))
     viewer.add_image(data, name="slice", scale=(0.5, 0.25))
@@ -132,12 +131,12 @@ def test_2d_image_and_model_file(make_napari_viewer, qtbot, tiny_model, engine_l
     out = viewer.layers["slice U-Net"]
     assert out.data.shape == (64, 80)
     np.testing.assert_allclose(out.scale, (0.5, 0.25))
-    np.testing.assert_array_equal(out.data, engine_labels(tiny_model[0], data, tile=48, batch_size=2))
+    assert_engine_labels(out.data, tiny_model[0], data, tile=48, batch_size=2)
     assert "batch 2)" in w.status.value  # the typed batch size reached the engine
 
 
 def test_disk_backed_output_for_big_lazy_stacks(
-    make_napari_viewer, qtbot, tiny_model, monkeypatch, engine_labels
+    make_napari_viewer, qtbot, tiny_model, monkeypatch, assert_engine_labels
 ):
     import dask.array as da
 
@@ -151,7 +150,7 @@ def test_disk_backed_output_for_big_lazy_stacks(
     out = viewer.layers["lazy U-Net"]
     assert not isinstance(out.data, np.ndarray)  # a zarr array on disk
     whole = np.asarray(out.data).copy()
-    np.testing.assert_array_equal(whole, engine_labels(tiny_model[0], data))
+    assert_engine_labels(whole, tiny_model[0], data)
 
     viewer.dims.set_current_step(1, 1)  # axis 0 is the probability layer's class axis
     w.scope.value = SCOPE_SLICE
