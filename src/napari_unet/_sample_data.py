@@ -75,5 +75,6 @@ def em_membranes() -> list[LayerData]:
         kwargs["metadata"]["sample"] = "ISBI 2012 EM membranes (non-commercial research use; see README.md)"
         if layer_type == "labels":
             kwargs["metadata"]["class_names"] = dict(CLASS_NAMES)
+            kwargs["metadata"]["ground_truth"] = True  # reference labels: Train U-Net never picks them by itself
         layers.append((data, kwargs, layer_type))
     return layers

@@ -63,7 +63,16 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
     assert w.labels_layer.value == viewer.layers["strokes"]
     assert not w.save_button.enabled
 
-    outcome = _train(qtbot, w)
+    shown = []  # (preview layer, the layer list) after each preview the widget showed
+
+    def on_record(record):
+        if isinstance(record, Preview):
+            shown.append((viewer.layers[PREVIEW_LAYER], [layer.name for layer in viewer.layers]))
+
+    with qtbot.waitSignal(w.runner.finished, timeout=TIMEOUT) as blocker:
+        assert w.train()
+        w.runner.worker.yielded.connect(on_record)  # after the widget's own handler
+    outcome = blocker.args[0]
     assert outcome.error is None and not outcome.cancelled, outcome
     assert "running on CPU" in w.device_info.value
     # the curve: one loss point per iteration and validations at 5 and at the end
@@ -75,9 +84,12 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
     assert model.label_values == [1, 2]
     assert "trained on 'em', 6 it." in model.description
     assert w.save_button.enabled and w.train_button.text == "Train"
-    # the preview: one layer of the widget's, on the slice the viewer shows, below the strokes (never hiding them)
-    assert [layer.name for layer in viewer.layers] == ["em", PREVIEW_LAYER, "strokes"]
-    preview = viewer.layers[PREVIEW_LAYER]
+    # the preview: one layer of the widget's, on the slice the viewer shows, below the strokes (never hiding them),
+    # and gone once training has ended
+    assert shown and all(names == ["em", PREVIEW_LAYER, "strokes"] for _, names in shown)
+    assert len({id(layer) for layer, _ in shown}) == 1  # one layer, updated in place
+    assert [layer.name for layer in viewer.layers] == ["em", "strokes"]
+    preview = shown[-1][0]
     assert preview.data.shape == (1, 64, 64)  # one slice of the image, on the image's pixels
     np.testing.assert_allclose(preview.scale, viewer.layers["em"].scale)
     np.testing.assert_allclose(preview.translate, (3.0, 0.0, 0.0))  # slice 1 at Z scale 3
@@ -150,9 +162,7 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     assert session_for(viewer).current.path == outcome.value.path  # the best model so far is kept
     assert "cancelled" in w.status.value
     assert w.train_button.text == "Train" and w.train_button.enabled
-    names_after = [layer.name for layer in viewer.layers]
-    assert [name for name in names_after if name != PREVIEW_LAYER] == names_before
-    assert names_after in (names_before, ["em", PREVIEW_LAYER, "strokes"])
+    assert [layer.name for layer in viewer.layers] == names_before  # the preview is gone with the run
     np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
 
 

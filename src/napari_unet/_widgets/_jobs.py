@@ -45,12 +45,13 @@ class Outcome:
     seconds: float = 0.0
 
 
-def user_message(exc: BaseException, task: str) -> str:
+def user_message(exc: BaseException, task: str, *, started: bool = True) -> str:
     """A sentence for the user about why ``task`` failed.
 
     The engine raises ``ValueError`` with messages written for users (shapes, classes, missing strokes); those are
     passed through. Running out of memory, which torch reports as ``RuntimeError``/``OutOfMemoryError``, becomes
-    advice about what to lower.
+    advice about what to lower. ``started=False`` (the job failed while setting up, before any work): "could not
+    start" rather than "stopped".
     """
     text = str(exc).strip() or type(exc).__name__
     low = text.lower()
@@ -61,7 +62,7 @@ def user_message(exc: BaseException, task: str) -> str:
         )
     if isinstance(exc, FileNotFoundError):
         return f"{task} could not find a file: {text}"
-    return f"{task} stopped: {text}"
+    return f"{task} {'stopped' if started else 'could not start'}: {text}"
 
 
 def drive(job: Callable[[], Generator], cancel: threading.Event) -> Generator[Any, None, Outcome]:

@@ -8,6 +8,7 @@ finds and updates *that* layer (same object) and never touches a layer the user 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,10 +25,12 @@ __all__ = [
     "device_choice",
     "find_owned",
     "geometry_of",
+    "is_ground_truth",
     "keep_narrow",
     "layer_choices",
     "model_file_edit",
     "owned_role",
+    "owner_metadata",
     "painted_slices",
     "place_on",
     "shape_text",
@@ -56,13 +59,38 @@ def model_file_edit() -> FileEdit:
     return FileEdit(label="model file", mode="r", filter="*.pt *.pth", visible=False)
 
 
-def layer_choices(viewer: napari.Viewer, kind: type[Layer]) -> Callable[[Any], list[tuple[str, Layer]]]:
-    """A magicgui ``choices`` callable listing the viewer's layers of type ``kind`` (top of the layer list first)."""
+def layer_choices(
+    viewer: napari.Viewer, kind: type[Layer], *, inputs_only: bool = True
+) -> Callable[[Any], list[tuple[str, Layer]]]:
+    """A magicgui ``choices`` callable listing the viewer's layers of type ``kind`` (top of the layer list first).
+
+    With ``inputs_only`` (the default) the layers napari-unet made (preview, labels, probabilities) are left out:
+    they are results, never something to train on or segment.
+    """
 
     def choices(_widget: Any = None) -> list[tuple[str, Layer]]:
-        return [(layer.name, layer) for layer in reversed(viewer.layers) if isinstance(layer, kind)]
+        return [
+            (layer.name, layer)
+            for layer in reversed(viewer.layers)
+            if isinstance(layer, kind) and not (inputs_only and owned_role(layer) is not None)
+        ]
 
     return choices
+
+
+_GROUND_TRUTH_NAME = re.compile(r"ground[ _-]?truth|(^|[^a-z])gt([^a-z]|$)|groundtruth", re.IGNORECASE)
+
+
+def is_ground_truth(layer: Layer) -> bool:
+    """Whether a Labels layer holds reference labels rather than the user's strokes.
+
+    True when its metadata says so (``metadata["ground_truth"]``, which the sample data sets) or its name does
+    ("ground truth", "GT", "groundtruth"). Such a layer is still offered as annotations (dense training from ground
+    truth is legitimate) but never chosen by itself.
+    """
+    if bool(layer.metadata.get("ground_truth")):
+        return True
+    return bool(_GROUND_TRUTH_NAME.search(str(layer.name)))
 
 
 def watch_layers(
@@ -95,7 +123,8 @@ def watch_layers(
 def keep_narrow(container: Container) -> None:
     """Let the dock stay narrow: long layer names and status texts wrap or elide instead of widening it."""
     from magicgui.widgets import Label
-    from qtpy.QtWidgets import QComboBox
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QComboBox, QSizePolicy
 
     for widget in container:
         if isinstance(widget, Container):
@@ -107,6 +136,8 @@ def keep_narrow(container: Container) -> None:
             widget.native.setMinimumContentsLength(14)
         elif isinstance(widget, Label):
             widget.native.setWordWrap(True)
+            widget.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+            widget.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
 
 def align_labels(groups: Iterable[Container]) -> None:
@@ -133,6 +164,13 @@ def tag(layer: Layer, role: str, source: str | None = None) -> Layer:
     """Mark ``layer`` as made by napari-unet (``role`` e.g. "labels", "probabilities", "preview")."""
     layer.metadata[OWNER_KEY] = {"role": role, "source": source}
     return layer
+
+
+def owner_metadata(role: str, source: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The ``metadata`` keyword for ``viewer.add_*`` that tags the new layer (see :func:`tag`) *before* it is
+    inserted: whoever listens to the layer list (the Train widget offering new Labels layers as annotations) sees
+    at once that it is napari-unet's output."""
+    return {**extra, OWNER_KEY: {"role": role, "source": source}}
 
 
 def owned_role(layer: Layer) -> str | None:

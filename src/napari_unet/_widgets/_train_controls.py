@@ -27,7 +27,15 @@ from napari.layers import Image, Labels
 from napari_unet.config import DEFAULT_MINUTES
 from napari_unet.session import ModelSession
 
-from ._layers import device_choice, layer_choices, model_file_edit, owned_role, shape_text, stack_data
+from ._layers import (
+    device_choice,
+    is_ground_truth,
+    layer_choices,
+    model_file_edit,
+    owned_role,
+    shape_text,
+    stack_data,
+)
 
 __all__ = [
     "BUDGET_LIVE",
@@ -92,22 +100,54 @@ class DataControls(_Group):
         )
         self.extend([self.image_layer, self.labels_layer, self.dense])
 
-    def preselect(self) -> None:
-        """Keep the annotations on a user's Labels layer with the image's shape (not a napari-unet output)."""
+        # True once the user chose the annotations in the combo box (Qt's `activated` is the user's choice only;
+        # programmatic changes and choice resets do not emit it): that choice is kept, even ground truth
+        self._picked_by_user = False
+        self.labels_layer.native.activated.connect(self._on_labels_activated)
+
+    def _on_labels_activated(self, index: int = 0) -> None:
+        self._picked_by_user = True
+
+    def _pick(self, layer: Labels) -> None:
+        self.labels_layer.value = layer
+        self._picked_by_user = False
+
+    def _fits(self, layer: Any) -> bool:
+        """A layer the annotations may be: a user's Labels layer (not a napari-unet output) of the image's shape."""
         image = self.image_layer.value
-        if image is None or getattr(image, "multiscale", False):
-            return
-        shape = tuple(image.data.shape)
+        if image is None or layer is None or not isinstance(layer, Labels) or owned_role(layer) is not None:
+            return False
+        image_shape = image.level_shapes[0] if getattr(image, "multiscale", False) else image.data.shape
+        layer_shape = layer.level_shapes[0] if getattr(layer, "multiscale", False) else layer.data.shape
+        return tuple(int(s) for s in layer_shape) == tuple(int(s) for s in image_shape)
 
-        def fits(layer: Labels | None) -> bool:
-            return layer is not None and owned_role(layer) is None and tuple(layer.data.shape) == shape
+    def _strokes(self, layer: Any) -> bool:
+        return self._fits(layer) and not is_ground_truth(layer)
 
-        if fits(self.labels_layer.value):
+    def offer(self, layer: Any) -> bool:
+        """The user added or selected ``layer``: make it the annotations if it can hold strokes for the image
+        (a Labels layer of the image's shape, neither ground truth nor a napari-unet output). True if chosen."""
+        if not self._strokes(layer):
+            return False
+        self.labels_layer.reset_choices()
+        if layer not in self.labels_layer.choices:
+            return False
+        if self.labels_layer.value is not layer:
+            self._pick(layer)
+        return True
+
+    def preselect(self) -> None:
+        """Keep the annotations on the user's strokes for the image: the current choice while it fits (ground truth
+        only when the user picked it), otherwise the topmost user Labels layer of the image's shape that is not
+        ground truth, otherwise any fitting layer."""
+        current = self.labels_layer.value
+        if self._strokes(current) or (self._fits(current) and self._picked_by_user):
             return
-        for layer in self.labels_layer.choices:
-            if fits(layer):
-                self.labels_layer.value = layer
-                return
+        choices = list(self.labels_layer.choices)
+        for layer in [c for c in choices if self._strokes(c)] or [c for c in choices if self._fits(c)]:
+            if layer is not current:
+                self._pick(layer)
+            return
 
     def read(self) -> tuple[Image, Any, Any]:
         """The image layer, its (Z, Y, X) / (Y, X) array and the annotations' array of the same shape."""
@@ -255,6 +295,12 @@ class BudgetControls(_Group):
         self.lr.native.setDecimals(6)
         self.extend([self.budget_row, self.patch, self.batch_size, self.lr])
         self.budget_unit.changed.connect(self._on_unit_changed)
+        self.show_advanced(False)
+
+    def show_advanced(self, on: bool) -> None:
+        """Patch, batch and learning rate are advanced settings: shown only when ``on``."""
+        for w in (self.patch, self.batch_size, self.lr):
+            w.visible = bool(on)
 
     @property
     def live(self) -> bool:
@@ -328,16 +374,18 @@ class ValidationControls(_Group):
 
 
 class RunControls(_Group):
-    """The live-preview switch, where training runs, the Train (Cancel) button and the status line."""
+    """The live-preview switch and where training runs (in the form); the Train (Cancel) button and the status
+    line, which the widget pins under its form (they are attributes here, not rows of this group)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.preview = CheckBox(
             text="live preview of the current slice",
             value=True,
-            tooltip=f"Predict the slice you are looking at after each validation, in the layer '{PREVIEW_LAYER}'.",
+            tooltip=f"Predict the slice you are looking at after each validation, in the layer '{PREVIEW_LAYER}' "
+            "(below your strokes; removed when training ends).",
         )
-        self.device_info = Label(label="device", value="auto (checked when training starts)")
-        self.train_button = PushButton(text="Train")
-        self.status = Label(label="status", value="ready")
-        self.extend([self.preview, self.device_info, self.train_button, self.status])
+        self.device_info = Label(value="device: auto (checked when training starts)")
+        self.train_button = PushButton(text="Train", tooltip="Train (Shift+T); Shift+T again cancels or stops.")
+        self.status = Label(value="ready")
+        self.extend([self.preview, self.device_info])

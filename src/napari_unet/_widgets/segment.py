@@ -30,6 +30,7 @@ from napari.utils.notifications import show_info
 from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
 
+from ._dock import elide, scroll_body
 from ._layers import (
     DEVICES,
     OWNER_KEY,
@@ -40,6 +41,7 @@ from ._layers import (
     keep_narrow,
     layer_choices,
     model_file_edit,
+    owner_metadata,
     place_on,
     shape_text,
     stack_data,
@@ -89,7 +91,7 @@ class SegmentWidget(Container):
     """
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
         self._viewer = napari_viewer
         self.session: ModelSession = session_for(napari_viewer)
 
@@ -116,13 +118,16 @@ class SegmentWidget(Container):
             value="auto",
             tooltip="Largest tile side in pixels fed to the network (e.g. 512), or 'auto': the whole slice when it "
             "fits the device memory. The result does not depend on it.",
+            visible=False,
         )
         self.batch_size = LineEdit(
             label="batch",
             value="auto",
             tooltip="Tiles per forward pass, or 'auto' (1 on a CPU, as many as fit on a GPU).",
+            visible=False,
         )
-        self.device = device_choice()
+        self.advanced = CheckBox(text="advanced", value=False, tooltip="Tile, batch and device.")
+        self.device = device_choice(visible=False)
         self.tta = CheckBox(
             text="test-time augmentation (8× slower)",
             value=False,
@@ -133,35 +138,50 @@ class SegmentWidget(Container):
             value=False,
             tooltip="Adds an Image layer with one probability map per class (class axis first).",
         )
-        self.run_button = PushButton(text="Segment")
-        self.status = Label(label="")
+        self.run_button = PushButton(text="Segment", tooltip="Segment (Shift+S); Shift+S again cancels.")
+        self.status = Label(value="")
 
-        self.extend(
-            [
+        # the form scrolls (a laptop screen holds both docks); the Segment button and the status stay under it
+        self.form = Container(
+            labels=True,
+            widgets=[
                 self.image_layer,
                 self.model_source,
                 self.model_file,
                 self.model_info,
                 self.scope,
+                self.tta,
+                self.probabilities,
+                self.advanced,
                 self.tile,
                 self.batch_size,
                 self.device,
-                self.tta,
-                self.probabilities,
-                self.run_button,
-                self.status,
-            ]
+            ],
         )
-        keep_narrow(self)
+        self.form.margins = (0, 0, 0, 0)
+        self.extend([self.run_button, self.status])
+        self.native.layout().insertWidget(0, scroll_body(self.form))
+        keep_narrow(self.form)
+        elide(self.status)
         self.runner = Runner(self.run_button, "Segmentation", owner=self, on_click=self.run)
 
         self.model_source.changed.connect(self._on_model_source_changed)
+        self.advanced.changed.connect(self._on_advanced_changed)
         self.model_file.changed.connect(self._on_model_info_changed)
         self.session.changed.connect(self._on_session_changed)
         watch_layers(napari_viewer, self)
         self._on_model_info_changed()
 
+    def reset_choices(self, *args: Any) -> None:
+        """napari calls this on layer-list changes: the layer choices live in the scrolling form."""
+        super().reset_choices(*args)
+        self.form.reset_choices(*args)
+
     # -- UI → request ---------------------------------------------------------------------------------------------
+
+    def _on_advanced_changed(self, value: Any = None) -> None:
+        for w in (self.tile, self.batch_size, self.device):
+            w.visible = bool(self.advanced.value)
 
     def _on_model_source_changed(self, value: str = "") -> None:
         self.model_file.visible = self.model_source.value == FILE_MODEL
@@ -290,10 +310,12 @@ class SegmentWidget(Container):
     def _write_labels(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Labels:
         name = f"{image.name} U-Net"
         layer = find_owned(self._viewer, "labels", str(image.unique_id))
+        owned = owner_metadata("labels", str(image.unique_id))
         if out.z is None:
             if layer is None:
-                layer = self._viewer.add_labels(out.labels, name=name, opacity=0.5, **geometry_of(image))
-                tag(layer, "labels", str(image.unique_id))
+                layer = self._viewer.add_labels(
+                    out.labels, name=name, opacity=0.5, metadata=owned, **geometry_of(image)
+                )
             else:
                 layer.data = out.labels
                 place_on(layer, image)
@@ -307,8 +329,7 @@ class SegmentWidget(Container):
         ):
             full = new_output(req.full_shape, dtype, self._disk_for(req.full_shape, dtype.itemsize), "labels")
             if layer is None:
-                layer = self._viewer.add_labels(full, name=name, opacity=0.5, **geometry_of(image))
-                tag(layer, "labels", str(image.unique_id))
+                layer = self._viewer.add_labels(full, name=name, opacity=0.5, metadata=owned, **geometry_of(image))
             else:
                 if tuple(layer.data.shape) == req.full_shape:  # only the dtype grows: keep the other slices
                     full[...] = np.asarray(layer.data)
@@ -330,7 +351,9 @@ class SegmentWidget(Container):
             "contrast_limits": (0.0, 1.0),
             "blending": "additive",
             "opacity": 0.7,
-            "metadata": {"class_names": list(out.meta.get("class_names", []))},
+            "metadata": owner_metadata(
+                "probabilities", str(image.unique_id), class_names=list(out.meta.get("class_names", []))
+            ),
         }
         if out.z is None:
             backing = probs
@@ -342,6 +365,7 @@ class SegmentWidget(Container):
                 )
             backing[out.z] = np.asarray(probs[0], dtype=np.float32)
         if layer is None:
+            kwargs["axis_labels"] = _class_axis_labels(image)  # the class slider is named "class", not "-4"
             layer = self._viewer.add_image(_class_first(backing), **kwargs, **geometry_of(image, 1))
         else:
             layer.data = _class_first(backing)
@@ -360,6 +384,16 @@ def _auto_or_int(text: str, what: str) -> int | str:
     """'auto' (also for an empty field) or the positive whole number typed into a field."""
     value = parse_auto_int(str(text).strip() or "auto", what)
     return "auto" if value is None else value
+
+
+def _class_axis_labels(image: Image) -> tuple[str, ...]:
+    """Axis labels of the probabilities layer: "class", then the image's own ("z", "y", "x" where napari has only
+    its numbered defaults)."""
+    own = tuple(str(a) for a in getattr(image, "axis_labels", ()))
+    named = ("z", "y", "x")[-image.ndim :] if image.ndim <= 3 else own
+    if len(own) != image.ndim or all(a.lstrip("-").isdigit() for a in own):
+        own = named
+    return ("class", *own)
 
 
 def _backing(layer: Any) -> Any:

@@ -20,6 +20,7 @@ when the widget opens (:func:`~._train_job.warm_up`), so that the first preview 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -29,10 +30,12 @@ import napari
 import numpy as np
 from magicgui.widgets import Container, Label, PushButton
 from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import QSizePolicy
 
 from napari_unet.config import TrainConfig
 from napari_unet.session import ModelSession, SessionModel, session_for
 
+from ._dock import elide, scroll_body
 from ._layers import (
     OWNER_KEY,
     align_labels,
@@ -40,11 +43,12 @@ from ._layers import (
     find_owned,
     geometry_of,
     keep_narrow,
+    owner_metadata,
     painted_slices,
-    tag,
     watch_layers,
 )
 from ._plot import CurvePlot
+from ._jobs import user_message
 from ._runner import Runner, in_background, read_or_report
 from ._train_controls import (
     BUDGET_ITERATIONS,
@@ -99,6 +103,7 @@ __all__ = [
 ]
 
 STATUS_INTERVAL = 0.25  # seconds between status-line updates
+LOSS_SMOOTHING = 0.05  # weight of the newest iteration in the loss the widget shows (about 20 iterations' mean)
 PREVIEW_SECONDS = 3.0  # at most one preview per this many seconds (new weights arrive with each validation)
 #: fields of TrainConfig the controls set from the engine's preset (everything else comes from the preset itself)
 UI_FIELDS = ("depth", "features", "patch", "batch_size", "lr")
@@ -136,6 +141,9 @@ class TrainWidget(Container):
         self._live: Any = None  # the running live run's LiveAnnotations (its mark(z) says what was painted)
         self._painted: Any = None  # the Labels layer whose paint events go to it
         self._warned_values = False
+        self._loss: float | None = None  # the run's numbers (see _take_numbers)
+        self._best: tuple[int, float] | None = None
+        self._started = False
 
         self.data_group = data = DataControls(napari_viewer)
         self.model_group = model = ModelControls()
@@ -154,21 +162,27 @@ class TrainWidget(Container):
         self.val_stop, self.val_fraction = validation.val_stop, validation.val_fraction
         self.preview, self.device_info, self.status = run.preview, run.device_info, run.status
         self.train_button = run.train_button
-        self.model_info = Label(label="model", value="none yet")
+        self.model_info = Label(value="model: none yet")
         self.save_button = PushButton(text="Save model…", enabled=False)
+        self.save_button.native.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
 
-        self.extend(groups)
-        # The plot is a plain QWidget: it goes into the layout after every magicgui child.
-        self.plot = CurvePlot()
-        self.native.layout().addWidget(self.plot)
-        self._tail = Container(widgets=[self.model_info, self.save_button], labels=True)
+        # The form scrolls (a laptop screen holds both docks); the Train button, the status line and the model
+        # line stay pinned under it.
+        self.form = Container(widgets=groups, labels=False)
+        self.form.margins = (0, 0, 0, 0)
+        self.plot = CurvePlot()  # a plain QWidget: it goes into the form's layout after every magicgui child
+        self.form.native.layout().addWidget(self.plot)
+        self._tail = Container(widgets=[self.model_info, self.save_button], labels=False, layout="horizontal")
         self._tail.margins = (0, 0, 0, 0)
-        self.native.layout().addWidget(self._tail.native)
+        self.extend([self.train_button, self.status, self._tail])
+        self.native.layout().insertWidget(0, scroll_body(self.form))
         align_labels(groups)
-        keep_narrow(self)
-        keep_narrow(self._tail)
+        keep_narrow(self.form)
+        elide(self.status)
+        elide(self.model_info)
         self.runner = Runner(self.train_button, "Training", owner=self, on_click=self.train)
 
+        self.advanced.changed.connect(self._on_advanced_changed)
         self.preset.changed.connect(self._on_preset_changed)
         self.image_layer.changed.connect(self._on_image_changed)
         self.save_button.changed.connect(self._on_save_clicked)
@@ -176,16 +190,33 @@ class TrainWidget(Container):
         self.session.changed.connect(self._on_session_changed)
         napari_viewer.dims.events.current_step.connect(self._on_current_step)
         watch_layers(napari_viewer, self, self.data_group.preselect)
+        # a Labels layer the user adds or selects becomes the annotations (when it can be: see DataControls.offer)
+        napari_viewer.layers.events.inserted.connect(self._on_layer_offered)
+        napari_viewer.layers.selection.events.active.connect(self._on_layer_offered)
         self._on_preset_changed()
         self.data_group.preselect()
         self._on_session_changed(self.session.current)
         self.engine_warm_up = in_background(warm_up, "napari-unet engine warm-up")
+
+    def reset_choices(self, *args: Any) -> None:
+        """napari calls this on layer-list changes: the layer choices live in the scrolling form."""
+        super().reset_choices(*args)
+        self.form.reset_choices(*args)
 
     # -- UI state -------------------------------------------------------------------------------------------------
 
     def _on_image_changed(self, value: Any = None) -> None:
         self.data_group.preselect()
         self._on_current_step()
+
+    def _on_layer_offered(self, event: Any) -> None:
+        try:
+            self.data_group.offer(event.value)
+        except RuntimeError:  # the Qt side is gone (viewer closing)
+            pass
+
+    def _on_advanced_changed(self, value: Any = None) -> None:
+        self.budget_group.show_advanced(bool(self.advanced.value))
 
     def _on_budget_unit_changed(self, value: Any = None) -> None:
         # live training holds nothing out: every stroke trains, and the set changes while it runs
@@ -201,10 +232,10 @@ class TrainWidget(Container):
         try:
             self.save_button.enabled = model is not None and not self.runner.busy
             if model is None:
-                self.model_info.value = "none yet"
+                self.model_info.value = "model: none yet"
             else:
                 saved = f" — saved as {model.saved_to.name}" if model.saved_to else " — not saved yet"
-                self.model_info.value = (model.description or model.path.name) + saved
+                self.model_info.value = "model: " + (model.description or model.path.name) + saved
         except RuntimeError:  # the widget is being deleted
             pass
 
@@ -254,10 +285,11 @@ class TrainWidget(Container):
         self.plot.set_total(req.config.iterations)
         self._budget_seconds = req.config.minutes * 60 if req.config.minutes is not None else None
         self._on_current_step()
-        self.device_info.value = "starting…"
+        self.device_info.value = "device: starting…"
         self.status.value = ("live: " if req.live else "") + "reading the annotations…"
         self.save_button.enabled = False
         self._warned_values = False
+        self._loss, self._best, self._started = None, None, False
         if req.live:
             self._painted = self.labels_layer.value
             self._painted.events.paint.connect(self._on_paint)
@@ -267,7 +299,7 @@ class TrainWidget(Container):
             on_done=lambda out: self._on_trained(out, req),
             on_cancelled=lambda out: self._on_trained(out, req),
             on_error=self._on_failed,
-            describe=lambda record: describe_progress(record, self._budget_seconds),
+            describe=self._progress_step,
             total=req.config.iterations,
             cancel_text="Stop" if req.live else None,
             show_progress=not req.live,  # no end to show; the status line says how far it got
@@ -290,7 +322,7 @@ class TrainWidget(Container):
 
     def _on_record(self, record: Any) -> None:
         if isinstance(record, DeviceInfo):
-            self.device_info.value = f"running on {record.text}"
+            self.device_info.value = f"device: running on {record.text}"
         elif isinstance(record, LiveStarted):
             self._live = record.annotations
         elif isinstance(record, Preview):
@@ -298,18 +330,36 @@ class TrainWidget(Container):
         elif isinstance(record, PreviewFailed):
             show_warning(f"The live preview stopped: {record.text}. Training goes on.")
         elif hasattr(record, "loss") and hasattr(record, "phase"):
-            if record.phase == "train":
-                self.plot.add_loss(record.iteration, record.loss)
-            if record.val:
-                score = record.val.get("mean_dice")
-                if score is not None:
-                    self.plot.add_validation(record.iteration, score)
+            self._take_numbers(record)
             now = time.monotonic()
             note = self._live_note(record)
             # a label re-laid-out (and the window repainted) at every iteration would starve the event loop
             if record.phase != "train" or note or now - self._status_time >= STATUS_INTERVAL:
                 self._status_time = now
                 self.status.value = self._status_text(record, note)
+
+    def _take_numbers(self, record: Any) -> None:
+        """The run's numbers, kept once here and shown everywhere (plot, status, activity dock, notifications):
+        the loss smoothed over ~20 iterations, and the best validation as the engine decided it."""
+        if record.phase == "train" and record.iteration > 0:
+            self._started = True
+            if math.isfinite(record.loss):
+                loss = float(record.loss)
+                self._loss = loss if self._loss is None else self._loss + LOSS_SMOOTHING * (loss - self._loss)
+                self.plot.add_loss(record.iteration, record.loss)
+        if record.val:
+            score = record.val.get("mean_dice")
+            if score is not None and math.isfinite(float(score)):
+                if record.val.get("best"):
+                    self._best = (int(record.iteration), float(score))
+                self.plot.add_validation(record.iteration, score)
+
+    def _progress_step(self, record: Any) -> Any:
+        """The activity dock's bar: how far the run is; its text is the status line's (one set of numbers)."""
+        step = describe_progress(record, self._budget_seconds)
+        if step is None:
+            return None
+        return dataclasses.replace(step, text=str(self.status.value) or None)
 
     def _live_note(self, record: Any) -> str:
         """What a live run's training record adds to its step message (strokes re-read, values ignored)."""
@@ -322,18 +372,20 @@ class TrainWidget(Container):
         return note
 
     def _status_text(self, record: Any, note: str = "") -> str:
+        live = self._live is not None
+        if self.runner.cancel_requested:  # no more "… left": the run is ending
+            return "live: stopping — keeping the last weights…" if live else "cancelling — keeping the best model…"
         if record.phase in ("setup", "done", "wait"):
-            return ("live: " if self._live is not None and record.phase == "setup" else "") + record.message
+            return ("live: " if live and record.phase == "setup" else "") + record.message
         parts = [f"it. {record.iteration}" + (f"/{record.total}" if record.total else "")]
-        if self._live is not None:
+        if live:
             parts.insert(0, "live")
-        if math.isfinite(record.loss):
-            parts.append(f"loss {record.loss:.3f}")
-        best = self.plot.best_validation()
+        if self._loss is not None:
+            parts.append(f"loss {self._loss:.3f}")
         if record.phase == "validate" and not record.val:
             parts.append("validating…")
-        elif best is not None:
-            parts.append(f"best val. Dice {best[1]:.3f}")
+        elif self._best is not None:
+            parts.append(f"best val. Dice {self._best[1]:.3f} @ {self._best[0]}")
         if self._budget_seconds:
             left = max(0.0, self._budget_seconds - float(record.elapsed))
             parts.append(f"{int(left // 60)}:{int(left % 60):02d} left")
@@ -359,8 +411,9 @@ class TrainWidget(Container):
         if layer is None:
             selection = list(self._viewer.layers.selection)
             active = self._viewer.layers.selection.active
-            layer = self._viewer.add_labels(data, name=PREVIEW_LAYER, opacity=0.5, **geo)
-            tag(layer, "preview")
+            layer = self._viewer.add_labels(
+                data, name=PREVIEW_LAYER, opacity=0.5, metadata=owner_metadata("preview"), **geo
+            )
             # adding a layer selects it; give the selection back (the user may be painting strokes)
             self._viewer.layers.selection.clear()
             self._viewer.layers.selection.update(selection)
@@ -383,6 +436,7 @@ class TrainWidget(Container):
 
     def _on_trained(self, out: TrainOutcome | None, req: TrainRequest) -> None:
         self._end_live()
+        self._remove_preview()
         if out is None or out.path is None:
             self.status.value = "stopped before the first checkpoint — the session's model is unchanged"
             show_info("Training stopped before any model was saved; the session's model is unchanged.")
@@ -411,9 +465,20 @@ class TrainWidget(Container):
 
     def _on_failed(self, exc: BaseException) -> None:
         self._end_live()
-        self.status.value = "failed — see the notification"
+        self._remove_preview()
         self.save_button.enabled = self.session.current is not None
+        if not self._started and isinstance(exc, (ValueError, OSError)):  # e.g. the strokes lack a class
+            self.status.value = "not started — see the notification"
+            show_error(user_message(exc, "Training", started=False))
+            return
+        self.status.value = "failed — see the notification"
         self.runner.report_error(exc)
+
+    def _remove_preview(self) -> None:
+        """The preview was for watching training: once it ends, the Segment widget makes the real result."""
+        layer = find_owned(self._viewer, "preview")
+        if layer is not None:
+            self._viewer.layers.remove(layer)
 
     # -- saving ---------------------------------------------------------------------------------------------------
 
