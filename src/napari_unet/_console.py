@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from .generators import drain
 
-__all__ = ["ConsoleProgress", "predict_with_progress", "train_to_file"]
+__all__ = ["ConsoleProgress", "predict_batch_with_progress", "predict_with_progress", "train_to_file"]
 
 
 class ConsoleProgress:
@@ -74,13 +74,18 @@ class ConsoleProgress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def note(self, text: str) -> None:
-        """Print ``text`` on a line of its own (the progress line, if shown, is redrawn by the next update)."""
+    def note(self, text: str, file: TextIO | None = None) -> None:
+        """Print ``text`` on a line of its own (the progress line, if shown, is redrawn by the next update).
+
+        ``file`` (default: the progress stream) lets results go to stdout while the bar is on stderr.
+        """
         if self.tty and self._shown:
             self.stream.write("\r" + " " * 150 + "\r")
+            self.stream.flush()
             self._shown = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        out = file or self.stream
+        out.write(text + "\n")
+        out.flush()
 
     def close(self) -> None:
         """End the redrawn line (on a TTY) so that what is printed next starts on its own line."""
@@ -176,3 +181,42 @@ def predict_with_progress(
             predict_stack(image, model, meta, **options),
             lambda rec: bar.update(rec.fraction, 1.0, f"slice {rec.slice_index + 1}/{rec.n_slices}"),
         )
+
+
+def predict_batch_with_progress(
+    jobs: Any, model: Any, meta: dict | None, *, stream: TextIO | None = None, **options: Any
+) -> Any:
+    """:func:`napari_unet._batch.predict_batch` with one progress line over all files; returns its ``BatchResult``.
+
+    ``options`` are passed on (``load``, ``overwrite``, ``keep_going``, ``tile``, ``batch_size``, ``device``,
+    ``tta``). Each file's "predicted ... / wrote ..." lines go to stdout, failures to ``stream`` (default stderr).
+    """
+    from ._batch import predict_batch
+
+    stream = stream or sys.stderr
+    with ConsoleProgress("predict", stream) as bar:
+        return drain(predict_batch(jobs, model, meta, **options), lambda rec: _show_batch(bar, rec))
+
+
+def _show_batch(bar: ConsoleProgress, rec: Any) -> None:
+    # one file: the lines napari-unet predict has always printed; several: each line says which file
+    where = f"[{rec.job_index + 1}/{rec.n_jobs}] {rec.job.image.name}" if rec.n_jobs > 1 else ""
+    if rec.kind == "slice":
+        bar.update(rec.fraction, 1.0, f"{where} {rec.message}".strip())
+    elif rec.kind == "failed":
+        bar.note(f"{where}: failed: {rec.error}" if where else f"failed: {rec.error}")
+    else:
+        for line in _written_lines(rec.job, rec.result):
+            bar.note(f"{where}: {line}" if where else line, file=sys.stdout)
+
+
+def _written_lines(job: Any, result: Any) -> list[str]:
+    labels, probs = result.labels, result.probabilities
+    lines = [
+        f"predicted {tuple(labels.shape)} on {result.device} with tile {result.tile}, "
+        f"batch {result.batch_size} in {result.seconds:.1f} s",
+        f"wrote {job.labels} {tuple(labels.shape)} {labels.dtype}",
+    ]
+    if job.probabilities is not None:
+        lines.append(f"wrote {job.probabilities} {tuple(probs.shape)} {probs.dtype}")
+    return lines

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from ._console import predict_with_progress, train_to_file
+from ._console import predict_batch_with_progress, train_to_file
 from .config import DEFAULT_MINUTES, PRESETS, TrainConfig, parse_auto_int
 
 
@@ -153,29 +153,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    out = _check_output(args.output, args.overwrite)
-    prob_out = _check_output(args.probabilities, args.overwrite) if args.probabilities else None
-    image, scale, units = _load_image(_check_input(args.image))
+    from ._batch import BatchPlanError, plan_batch
     from .checkpoint import load_checkpoint
-    from .io import write_tiff
 
-    model, meta = load_checkpoint(_check_input(args.model))
+    try:
+        jobs = plan_batch(args.image, args.output, args.probabilities, args.overwrite)
+    except BatchPlanError as err:
+        raise CLIError(str(err)) from None
+    model, meta = load_checkpoint(_check_input(args.model))  # once for the whole batch
+    for folder in {job.labels.parent for job in jobs}:
+        folder.mkdir(parents=True, exist_ok=True)
     options = {"tile": args.tile, "batch_size": args.batch, "device": args.device, "tta": args.tta}
-    result = predict_with_progress(image, model, meta, want_probabilities=prob_out is not None, **options)
-    print(
-        f"predicted {tuple(image.shape)} on {result.device} with tile {result.tile}, batch {result.batch_size} "
-        f"in {result.seconds:.1f} s"
+    result = predict_batch_with_progress(
+        jobs, model, meta, load=_load_image, overwrite=args.overwrite, keep_going=len(jobs) > 1, **options
     )
-    labels, probs = result.labels, result.probabilities
-    write_tiff(out, labels, scale=scale, units=units, labels=True, overwrite=args.overwrite)
-    print(f"wrote {out} {tuple(labels.shape)} {labels.dtype}")
-    if prob_out is not None:
-        # probabilities are (Z, K, Y, X): one channel per class, spatial scale kept
-        pscale = (scale[0], 1.0, *scale[1:]) if probs.ndim == 4 else (1.0, *scale)
-        write_tiff(
-            prob_out, probs, scale=pscale, axes="ZCYX" if probs.ndim == 4 else "CYX", overwrite=args.overwrite
-        )
-        print(f"wrote {prob_out} {tuple(probs.shape)} {probs.dtype}")
+    if len(jobs) > 1 or not result.ok:
+        if not result.ok:
+            print(f"napari-unet predict: error: {result.summary()}", file=sys.stderr)
+            return 1
+        print(f"{result.summary()} to {jobs[0].labels.parent}")
     return 0
 
 
@@ -308,17 +304,43 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
     p = _command(
         sub,
         "predict",
-        "segment a stack with a trained model (overlap-tile, seam-free)",
+        "segment stacks with a trained model (overlap-tile, seam-free)",
         "Slice by slice, each tile with its context halo, so the result equals a whole-slice prediction. The "
-        "labels keep the image's shape and voxel size and carry the label values the model was trained on.",
+        "labels keep the image's shape and voxel size and carry the label values the model was trained on. "
+        "Several files or a folder are one batch: the model is loaded once, one progress line covers every "
+        "slice, each input NAME.tif gives OUT/NAME_labels.tif (and OUT/NAME_probabilities.tif), and a file "
+        "that cannot be read is reported and skipped (exit code 1 and a summary at the end). Name clashes and "
+        "existing outputs are refused before any work.",
         "napari-unet predict stack.tif --model model.pt -o stack_labels.tif\n"
-        "napari-unet predict stack.tif --model model.pt -o labels.tif --probabilities prob.tif --tta",
+        "napari-unet predict stack.tif --model model.pt -o labels.tif --probabilities prob.tif --tta\n"
+        "napari-unet predict stacks/ --model model.pt -o labels/            # every stacks/*.tif\n"
+        "napari-unet predict a.tif b.tif --model model.pt -o labels/ --probabilities",
         parents=[shared],
     )
-    p.add_argument("image", help="image TIFF to segment, (Y, X) or (Z, Y, X)")
+    p.add_argument(
+        "image",
+        nargs="+",
+        metavar="IMAGE",
+        help="image TIFF(s) to segment, (Y, X) or (Z, Y, X), or folders: a folder means its *.tif and *.tiff "
+        "files, sorted by name, not recursive",
+    )
     p.add_argument("--model", required=True, metavar="MODEL.pt", help="a model saved by napari-unet")
-    p.add_argument("-o", "--output", required=True, metavar="LABELS.tif", help="where to write the labels")
-    p.add_argument("--probabilities", metavar="PROB.tif", help="also write per-class probabilities (float32)")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="one input file: the labels TIFF to write (or an existing folder); several inputs or a folder: "
+        "the output folder (created if missing), one NAME_labels.tif per input",
+    )
+    p.add_argument(
+        "--probabilities",
+        nargs="?",
+        const=True,
+        metavar="PROB.tif",
+        help="also write per-class probabilities (float32): to PROB.tif, or with no file name (the only form "
+        "with several inputs; put it after the inputs) next to each labels file as NAME_probabilities.tif",
+    )
     p.add_argument(
         "--tile",
         type=_int_at_least("tile", 16, auto=True),
