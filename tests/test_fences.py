@@ -41,6 +41,7 @@ QT_WIDGETS = (
     "napari_unet._widgets._plot",
     "napari_unet._widgets._layers",
     "napari_unet._widgets._train_controls",
+    "napari_unet._widgets._dock",
 )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from napari_unet._widgets._jobs import Cancelled, Outcome, Step, drive

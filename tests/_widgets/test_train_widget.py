@@ -160,7 +160,7 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     assert outcome.value.path is not None and outcome.value.path.name == "best.pt"
     assert not [bar for bar in progress._all_instances if str(bar.desc).startswith("Training")]
     assert session_for(viewer).current.path == outcome.value.path  # the best model so far is kept
-    assert "cancelled" in w.status.value
+    assert "cancelled" in w.status.value and "left" not in w.status.value
     assert w.train_button.text == "Train" and w.train_button.enabled
     assert [layer.name for layer in viewer.layers] == names_before  # the preview is gone with the run
     np.testing.assert_array_equal(viewer.layers["strokes"].data, strokes)
@@ -187,6 +187,8 @@ def test_bad_inputs_are_notifications_in_words(make_napari_viewer, qtbot, errors
     outcome = _train(qtbot, w)
     assert outcome.error is not None
     assert "no annotations" in errors[-1]
+    assert errors[-1].startswith("Training could not start:")  # it failed in its setup, not after a while
+    assert w.status.value.startswith("not started")
 
     one_class = viewer.add_labels(np.where(strokes == 1, 1, 0).astype(np.uint8), name="one class")
     w.labels_layer.value = one_class

@@ -56,11 +56,14 @@ class _FormScroll(QScrollArea):
 
 
 class _Elider(QObject):
-    """Paints a QLabel's text on one line, elided at its width; the label keeps the whole text."""
+    """Paints a QLabel's text on one line, elided at its width; the label keeps the whole text, and its tooltip
+    shows it."""
 
     def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt API
         if event.type() != QEvent.Type.Paint:
             return False
+        if obj.toolTip() != obj.text():  # setText repaints: the tooltip follows the text here
+            obj.setToolTip(obj.text())
         painter = QPainter(obj)
         rect = obj.contentsRect()
         text = obj.fontMetrics().elidedText(obj.text(), Qt.TextElideMode.ElideRight, rect.width())
@@ -81,12 +84,4 @@ def elide(label: Label) -> None:
     native.setMinimumWidth(40)
     elider = _Elider(native)  # parented to the label: lives and dies with it
     native.installEventFilter(elider)
-
-    def on_changed(value: Any = None) -> None:
-        try:
-            native.setToolTip(str(label.value))
-        except RuntimeError:  # the label is gone
-            pass
-
-    label.changed.connect(on_changed)
-    on_changed()
+    native.setToolTip(native.text())

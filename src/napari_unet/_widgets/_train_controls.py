@@ -386,6 +386,8 @@ class RunControls(_Group):
             "(below your strokes; removed when training ends).",
         )
         self.device_info = Label(value="device: auto (checked when training starts)")
-        self.train_button = PushButton(text="Train", tooltip="Train (Shift+T); Shift+T again cancels or stops.")
+        self.train_button = PushButton(
+            text="Train", tooltip="Train (Shift+T); Shift+T again cancels or stops."
+        )
         self.status = Label(value="ready")
         self.extend([self.preview, self.device_info])

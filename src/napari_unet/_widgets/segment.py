@@ -329,7 +329,9 @@ class SegmentWidget(Container):
         ):
             full = new_output(req.full_shape, dtype, self._disk_for(req.full_shape, dtype.itemsize), "labels")
             if layer is None:
-                layer = self._viewer.add_labels(full, name=name, opacity=0.5, metadata=owned, **geometry_of(image))
+                layer = self._viewer.add_labels(
+                    full, name=name, opacity=0.5, metadata=owned, **geometry_of(image)
+                )
             else:
                 if tuple(layer.data.shape) == req.full_shape:  # only the dtype grows: keep the other slices
                     full[...] = np.asarray(layer.data)

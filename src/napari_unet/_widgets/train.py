@@ -36,6 +36,7 @@ from napari_unet.config import TrainConfig
 from napari_unet.session import ModelSession, SessionModel, session_for
 
 from ._dock import elide, scroll_body
+from ._jobs import user_message
 from ._layers import (
     OWNER_KEY,
     align_labels,
@@ -48,7 +49,6 @@ from ._layers import (
     watch_layers,
 )
 from ._plot import CurvePlot
-from ._jobs import user_message
 from ._runner import Runner, in_background, read_or_report
 from ._train_controls import (
     BUDGET_ITERATIONS,
@@ -103,7 +103,9 @@ __all__ = [
 ]
 
 STATUS_INTERVAL = 0.25  # seconds between status-line updates
-LOSS_SMOOTHING = 0.05  # weight of the newest iteration in the loss the widget shows (about 20 iterations' mean)
+LOSS_SMOOTHING = (
+    0.05  # weight of the newest iteration in the loss the widget shows (about 20 iterations' mean)
+)
 PREVIEW_SECONDS = 3.0  # at most one preview per this many seconds (new weights arrive with each validation)
 #: fields of TrainConfig the controls set from the engine's preset (everything else comes from the preset itself)
 UI_FIELDS = ("depth", "features", "patch", "batch_size", "lr")
@@ -374,7 +376,11 @@ class TrainWidget(Container):
     def _status_text(self, record: Any, note: str = "") -> str:
         live = self._live is not None
         if self.runner.cancel_requested:  # no more "… left": the run is ending
-            return "live: stopping — keeping the last weights…" if live else "cancelling — keeping the best model…"
+            return (
+                "live: stopping — keeping the last weights…"
+                if live
+                else "cancelling — keeping the best model…"
+            )
         if record.phase in ("setup", "done", "wait"):
             return ("live: " if live and record.phase == "setup" else "") + record.message
         parts = [f"it. {record.iteration}" + (f"/{record.total}" if record.total else "")]

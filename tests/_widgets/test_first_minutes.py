@@ -1,0 +1,122 @@
+"""A new user's first minutes in a real viewer on a 1366 × 768 screen: the docks fit, and the annotations follow
+the Labels layer the user makes, never the sample's ground truth or napari-unet's own outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unet._widgets._layers import owner_metadata
+from napari_unet._widgets.segment import SegmentWidget
+from napari_unet._widgets.train import TrainWidget
+
+SCREEN = (1366, 768)
+TITLE_AND_TASKBAR = 40  # what a laptop's window frame and task bar leave out of 768 px
+
+
+def _docks(viewer):
+    _d1, train = viewer.window.add_plugin_dock_widget("napari-unet", "Train U-Net")
+    _d2, segment = viewer.window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
+    assert isinstance(train, TrainWidget) and isinstance(segment, SegmentWidget)
+    return train, segment
+
+
+def _inside(widget, window) -> bool:
+    """Whether ``widget`` is shown and wholly inside ``window``'s client area."""
+    from qtpy.QtCore import QPoint, QRect
+
+    if not widget.isVisible():
+        return False
+    top_left = widget.mapTo(window, QPoint(0, 0))
+    return QRect(QPoint(0, 0), window.size()).contains(QRect(top_left, widget.size()))
+
+
+def test_both_docks_fit_a_laptop_screen(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample("napari-unet", "em_membranes")
+    image = viewer.layers[0]
+    viewer.add_labels(np.zeros(image.data.shape, np.uint8), name="strokes", scale=image.scale)
+    train, segment = _docks(viewer)
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(*SCREEN)
+    qtbot.wait(200)
+
+    hint = window.minimumSizeHint()
+    assert hint.width() <= SCREEN[0] and hint.height() <= SCREEN[1] - TITLE_AND_TASKBAR, hint
+    assert window.height() <= SCREEN[1]
+    # the buttons a user presses are on the screen, not below its edge
+    for button in (train.train_button.native, segment.run_button.native, train.save_button.native):
+        assert _inside(button, window), button.text()
+    # every control of the Train form can be scrolled to (the form scrolls, the window does not grow)
+    train.advanced.value = True
+    segment.advanced.value = True
+    qtbot.wait(100)
+    assert window.minimumSizeHint().height() <= SCREEN[1] - TITLE_AND_TASKBAR
+
+    # a long status line is elided on one line: it never grows the dock
+    before = window.minimumSizeHint()
+    long = "it. 1200/4000 · loss 0.412 · best val. Dice 0.812 @ 1100 · 1:23 left · " + "strokes re-read " * 12
+    train.status.value = long
+    segment.status.value = long
+    qtbot.wait(100)
+    assert window.minimumSizeHint() == before
+    assert train.status.value == long and train.status.native.toolTip() == long  # the whole text is kept
+    assert train.status.native.height() < 2.5 * train.status.native.fontMetrics().height()
+
+
+def test_the_labels_layer_a_user_adds_becomes_the_annotations_not_the_ground_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unet", "em_membranes")
+    image, truth = viewer.layers
+    assert truth.metadata["ground_truth"]
+    train, _segment = _docks(viewer)
+    assert train.image_layer.value is image
+    assert train.labels_layer.value is truth  # the only Labels layer, offered but ...
+
+    strokes = viewer.add_labels(np.zeros(image.data.shape, np.uint8), name="Labels", scale=image.scale)
+    assert train.labels_layer.value is strokes  # ... the layer the user adds for painting takes over
+
+    viewer.layers.selection.active = truth  # looking at the ground truth does not make it the annotations
+    assert train.labels_layer.value is strokes
+    viewer.add_labels(np.zeros((2, 32, 32), np.uint8), name="other image's strokes")
+    assert train.labels_layer.value is strokes  # another image's shape: not for this image
+    second = viewer.add_labels(np.zeros(image.data.shape, np.uint8), name="more strokes", scale=image.scale)
+    assert train.labels_layer.value is second
+    viewer.layers.selection.active = strokes  # selecting a user's layer chooses it
+    assert train.labels_layer.value is strokes
+
+    # napari-unet's own outputs are never offered, not even for an instant while they are being added
+    seen = []
+    train.labels_layer.changed.connect(seen.append)
+    output = viewer.add_labels(
+        np.zeros(image.data.shape, np.uint8), name="EM U-Net", metadata=owner_metadata("labels", "x")
+    )
+    assert output not in train.labels_layer.choices and output not in seen
+    assert train.labels_layer.value is strokes
+
+    # removing the chosen layer falls back to another user layer, not to the ground truth
+    viewer.layers.remove(strokes)
+    assert train.labels_layer.value is second
+    viewer.layers.remove(second)
+    assert train.labels_layer.value is truth  # only the ground truth fits now: offered again
+
+    # a user who picks the ground truth in the combo box (dense training) keeps it
+    mine = viewer.add_labels(np.zeros(image.data.shape, np.uint8), name="mine", scale=image.scale)
+    assert train.labels_layer.value is mine
+    train.labels_layer.value = truth
+    train.labels_layer.native.activated.emit(train.labels_layer.native.currentIndex())
+    mine.name = "mine, renamed"  # any layer-list change re-checks the choice
+    assert train.labels_layer.value is truth
+
+
+def test_layer_choices_leave_out_napari_unets_outputs(make_napari_viewer):
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((2, 32, 32), np.uint8), name="em")
+    probabilities = viewer.add_image(
+        np.zeros((2, 2, 32, 32), np.float32),
+        name="em U-Net probabilities",
+        metadata=owner_metadata("probabilities"),
+    )
+    train, segment = _docks(viewer)
+    for combo in (train.image_layer, segment.image_layer):
+        assert image in combo.choices and probabilities not in combo.choices
