@@ -120,3 +120,33 @@ def test_layer_choices_leave_out_napari_unets_outputs(make_napari_viewer):
     train, segment = _docks(viewer)
     for combo in (train.image_layer, segment.image_layer):
         assert image in combo.choices and probabilities not in combo.choices
+
+
+def test_shortcuts_train_and_segment(make_napari_viewer, qtbot, em_strokes):
+    from napari.utils.key_bindings import KeyBinding
+
+    viewer = make_napari_viewer(show=True)
+    image, strokes = em_strokes
+    viewer.add_image(image, name="em")
+    viewer.add_labels(strokes, name="strokes")
+    train, segment = _docks(viewer)
+    train.advanced.value = True
+    train.depth.value, train.features.value, train.patch.value, train.batch_size.value = 2, 4, 32, 2
+    train.budget.value = 10.0  # minutes: the second press must cancel it
+    train.device.value = segment.device.value = "cpu"
+    qtbot.wait(100)  # shown: a shortcut clicks only a button the user can see
+
+    def press(key):
+        viewer.keymap[KeyBinding.from_str(key)](viewer)
+
+    with qtbot.waitSignal(train.runner.finished, timeout=60_000) as blocker:
+        press("Shift-T")  # Train
+        assert train.runner.busy and train.train_button.text == "Cancel"
+        qtbot.waitUntil(lambda: bool(train.plot.loss_points), timeout=30_000)
+        press("Shift-T")  # Cancel
+    assert blocker.args[0].cancelled and "cancelled" in train.status.value
+    assert "Shift+T" in train.train_button.tooltip and "Shift+S" in segment.run_button.tooltip
+
+    with qtbot.waitSignal(segment.runner.finished, timeout=60_000) as blocker:
+        press("Shift-S")  # Segment, with the model just trained
+    assert blocker.args[0].error is None and "em U-Net" in viewer.layers

@@ -85,3 +85,17 @@ def elide(label: Label) -> None:
     elider = _Elider(native)  # parented to the label: lives and dies with it
     native.installEventFilter(elider)
     native.setToolTip(native.text())
+
+
+def bind_shortcut(viewer: Any, key: str, button: Any) -> None:
+    """Pressing ``key`` in the viewer (e.g. ``"Shift-T"``) clicks ``button`` - Run, or Cancel/Stop while running -
+    as long as the button is enabled and its widget is alive. The widget's tooltip names the key."""
+
+    def press(_viewer: Any = None) -> None:
+        try:
+            if button.enabled and button.native.isVisible():  # not when its dock was closed
+                button.native.click()
+        except RuntimeError:  # the widget was closed: the key does nothing
+            pass
+
+    viewer.bind_key(key, press, overwrite=True)

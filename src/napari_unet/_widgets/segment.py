@@ -30,7 +30,7 @@ from napari.utils.notifications import show_info
 from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
 
-from ._dock import elide, scroll_body
+from ._dock import bind_shortcut, elide, scroll_body
 from ._layers import (
     DEVICES,
     OWNER_KEY,
@@ -60,6 +60,7 @@ from ._segment_job import (
 
 __all__ = ["DEVICES", "SegmentRequest", "SegmentWidget", "describe_progress", "segment_job"]
 
+SHORTCUT = "Shift-S"  # Segment; again: Cancel
 SESSION_MODEL = "this session's model"
 FILE_MODEL = "model file"
 SCOPE_SLICE = "current slice"
@@ -164,6 +165,7 @@ class SegmentWidget(Container):
         keep_narrow(self.form)
         elide(self.status)
         self.runner = Runner(self.run_button, "Segmentation", owner=self, on_click=self.run)
+        bind_shortcut(napari_viewer, SHORTCUT, self.run_button)
 
         self.model_source.changed.connect(self._on_model_source_changed)
         self.advanced.changed.connect(self._on_advanced_changed)

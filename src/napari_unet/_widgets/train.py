@@ -35,7 +35,7 @@ from qtpy.QtWidgets import QSizePolicy
 from napari_unet.config import TrainConfig
 from napari_unet.session import ModelSession, SessionModel, session_for
 
-from ._dock import elide, scroll_body
+from ._dock import bind_shortcut, elide, scroll_body
 from ._jobs import user_message
 from ._layers import (
     OWNER_KEY,
@@ -102,6 +102,7 @@ __all__ = [
     "TrainWidget",
 ]
 
+SHORTCUT = "Shift-T"  # Train; again: Cancel (Stop when live)
 STATUS_INTERVAL = 0.25  # seconds between status-line updates
 LOSS_SMOOTHING = (
     0.05  # weight of the newest iteration in the loss the widget shows (about 20 iterations' mean)
@@ -183,6 +184,7 @@ class TrainWidget(Container):
         elide(self.status)
         elide(self.model_info)
         self.runner = Runner(self.train_button, "Training", owner=self, on_click=self.train)
+        bind_shortcut(napari_viewer, SHORTCUT, self.train_button)
 
         self.advanced.changed.connect(self._on_advanced_changed)
         self.preset.changed.connect(self._on_preset_changed)
