@@ -19,7 +19,7 @@ from napari_unet._widgets.train import (
     VAL_SHARE,
     TrainWidget,
 )
-from napari_unet.session import session_for
+from napari_unet.session import models_dir, session_for
 
 TIMEOUT = 60_000
 
@@ -78,9 +78,9 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
     # the curve: one loss point per iteration and validations at 5 and at the end
     assert [it for it, _ in w.plot.loss_points] == list(range(1, 7))
     assert [it for it, _ in w.plot.val_points] == [5, 6]
-    # the model is kept in the session
+    # the model is kept in the session, as a copy in the data folder that outlives napari (not the run's best.pt)
     model = session_for(viewer).current
-    assert model is not None and model.path.is_file() and model.path.name == "best.pt"
+    assert model is not None and model.path.is_file() and model.kept and model.path.parent == models_dir()
     assert model.label_values == [1, 2]
     assert "trained on 'em', 6 it." in model.description
     assert w.save_button.enabled and w.train_button.text == "Train"
@@ -159,7 +159,8 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     assert stopped_after < 2.0
     assert outcome.value.path is not None and outcome.value.path.name == "best.pt"
     assert not [bar for bar in progress._all_instances if str(bar.desc).startswith("Training")]
-    assert session_for(viewer).current.path == outcome.value.path  # the best model so far is kept
+    kept = session_for(viewer).current  # the best model so far is kept (copied into the data folder)
+    assert kept.kept and kept.path.read_bytes() == outcome.value.path.read_bytes()
     assert "cancelled" in w.status.value and "left" not in w.status.value
     assert w.train_button.text == "Train" and w.train_button.enabled
     assert [layer.name for layer in viewer.layers] == names_before  # the preview is gone with the run
@@ -288,7 +289,7 @@ def test_live_training_previews_within_seconds_learns_new_strokes_and_stop_keeps
     outcome = blocker.args[0]
     assert outcome.cancelled and outcome.error is None
     model = session_for(viewer).current
-    assert model is not None and model.path.is_file() and model.path == outcome.value.path
+    assert model is not None and model.kept and model.path.read_bytes() == outcome.value.path.read_bytes()
     assert "trained live on 'em'" in model.description
     assert "stopped" in w.status.value and "model kept" in w.status.value and "cancel" not in w.status.value
     assert w.train_button.text == "Train"
