@@ -2,11 +2,11 @@
 
 Run headless under a virtual display (napari's canvas needs OpenGL, so not ``QT_QPA_PLATFORM=offscreen``)::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/make_screenshots.py [--minutes 1] [--out docs/images]
+    xvfb-run -a -s "-screen 0 1366x768x24" python scripts/make_screenshots.py [--minutes 1] [--out docs/images]
 
 What it does, as a user would:
 
-1. opens the bundled sample (File ▸ Open Sample ▸ napari-unet ▸ EM membranes (ISBI 2012));
+1. opens the bundled sample (File ▸ Open Sample ▸ EM membranes (ISBI 2012) (napari U-Net));
 2. paints a few strokes of two classes on slice 0 only, in a new Labels layer "strokes" (membrane = 1 along pieces
    of the membranes, cell interior = 2 as short strokes inside some cells; taken from the sample's ground truth so
    that they are correct, like a careful annotator's);
@@ -28,6 +28,7 @@ import numpy as np
 
 MEMBRANE, CELL = 1, 2
 PAINTED_SLICE = 0
+SCREEN = (1366, 768)  # the screenshots show a laptop screen
 
 
 def paint_strokes(truth: np.ndarray, seed: int = 0, *, n_windows: int = 8, n_cells: int = 60) -> np.ndarray:
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer = napari.Viewer(show=True, title="napari-unet")
     window = viewer.window
-    window._qt_window.resize(1600, 1000)
+    window._qt_window.resize(*SCREEN)  # a laptop screen: both docks must fit it
     app = QApplication.instance()
     image, truth, stroke_layer = open_sample_with_strokes(viewer, PAINTED_SLICE)
     strokes = stroke_layer.data
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     viewer.dims.set_current_step(0, PAINTED_SLICE)
 
     _dock, trainer = window.add_plugin_dock_widget("napari-unet", "Train U-Net")
+    _dock2, segmenter = window.add_plugin_dock_widget(
+        "napari-unet", "Segment with U-Net"
+    )  # both, as users have them
     trainer.image_layer.value = image
     trainer.labels_layer.value = stroke_layer
     trainer.budget_unit.value = "minutes"
@@ -179,16 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             _save(window, args.out / "train_widget.png", app)
             shot_taken = True
     print(f"training: {time.monotonic() - t0:.0f} s; {trainer.status.value}")
-    print(f"  device: {trainer.device_info.value}")
+    print(f"  {trainer.device_info.value}")
     if trainer.session.current is None:
         print("no model was trained", file=sys.stderr)
         return 1
     if not shot_taken:
         _save(window, args.out / "train_widget.png", app)
 
-    window.remove_dock_widget(_dock)  # the segment picture shows the Segment widget alone
-    window._qt_window.resize(1600, 1000)
-    _dock2, segmenter = window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
     segmenter.image_layer.value = image
     segmenter.scope.value = "whole stack"
     t0 = time.monotonic()

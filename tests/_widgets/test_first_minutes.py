@@ -150,3 +150,43 @@ def test_shortcuts_train_and_segment(make_napari_viewer, qtbot, em_strokes):
     with qtbot.waitSignal(segment.runner.finished, timeout=60_000) as blocker:
         press("Shift-S")  # Segment, with the model just trained
     assert blocker.args[0].error is None and "em U-Net" in viewer.layers
+
+
+def test_a_model_trained_earlier_is_offered_again_after_napari_closed(make_napari_viewer, qtbot, em_strokes):
+    from napari_unet.session import recent_models
+
+    image, strokes = em_strokes
+    first = make_napari_viewer()
+    first.add_image(image, name="em")
+    first.add_labels(strokes, name="strokes")
+    train, _segment = _docks(first)
+    train.advanced.value = True
+    train.depth.value, train.features.value, train.patch.value, train.batch_size.value = 2, 4, 32, 2
+    train.budget_unit.value, train.budget.value, train.device.value = "iterations", 3, "cpu"
+    with qtbot.waitSignal(train.runner.finished, timeout=60_000):
+        assert train.train()
+    kept = train.session.current
+    assert kept.kept and "kept in the recent models" in train.model_info.value
+    assert recent_models()[0].path == kept.path
+    first.close()
+
+    # a new napari session: nothing trained yet, but the kept model is one choice away in both widgets
+    second = make_napari_viewer()
+    second.add_image(image, name="em")
+    train2, segment2 = _docks(second)
+    assert segment2.session.current is None and "recent" in segment2.model_info.value
+    segment2.model_source.value = "model file"
+    assert not segment2.recent.native.isHidden()
+    paths = [value for value in segment2.recent.choices if value]
+    assert str(kept.path) in paths
+    segment2.recent.value = str(kept.path)
+    assert str(segment2.model_file.value) == str(kept.path)
+    segment2.device.value = "cpu"
+    with qtbot.waitSignal(segment2.runner.finished, timeout=60_000) as blocker:
+        assert segment2.run()
+    assert blocker.args[0].error is None and "em U-Net" in second.layers
+
+    from napari_unet._widgets.train import FILE_MODEL
+
+    train2.model_source.value = FILE_MODEL  # fine-tuning from it: the same list
+    assert str(kept.path) in [value for value in train2.model_group.recent.choices if value]

@@ -138,9 +138,7 @@ def test_cancel_stops_fast_keeps_model_and_viewer_stays_responsive(make_napari_v
     try:
         assert w.train()
         assert w.train_button.text == "Cancel"
-        # one painted slice, automatic validation: no validation, every stroke trains
         qtbot.waitUntil(lambda: len(w.plot.loss_points) >= 6, timeout=TIMEOUT)
-        assert not w.plot.val_points
         bars = [bar for bar in progress._all_instances if str(bar.desc).startswith("Training")]
         assert len(bars) == 1 and bars[0].total == 300  # a 5-minute budget counts seconds
         # the event loop keeps running while training: a 50 Hz timer fires all through a second of it

@@ -82,6 +82,7 @@ def elide(label: Label) -> None:
     native.setTextFormat(Qt.TextFormat.PlainText)
     native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
     native.setMinimumWidth(40)
+    native.setFixedHeight(native.fontMetrics().height() + 4)  # one line, whatever the text (also when empty)
     elider = _Elider(native)  # parented to the label: lives and dies with it
     native.installEventFilter(elider)
     native.setToolTip(native.text())

@@ -19,6 +19,7 @@ from napari.layers import Image, Labels, Layer
 
 __all__ = [
     "DEVICES",
+    "NO_RECENT",
     "OWNER_KEY",
     "align_labels",
     "current_index",
@@ -28,10 +29,12 @@ __all__ = [
     "is_ground_truth",
     "keep_narrow",
     "layer_choices",
+    "link_recent",
     "model_file_edit",
     "owned_role",
     "owner_metadata",
     "painted_slices",
+    "recent_model_choice",
     "place_on",
     "shape_text",
     "stack_data",
@@ -57,6 +60,43 @@ def device_choice(**kwargs: Any) -> ComboBox:
 def model_file_edit() -> FileEdit:
     """The (initially hidden) "model file" chooser of both widgets: an existing ``.pt`` checkpoint."""
     return FileEdit(label="model file", mode="r", filter="*.pt *.pth", visible=False)
+
+
+NO_RECENT = ""  # the recent-models list's first entry: nothing chosen
+
+
+def recent_model_choice() -> ComboBox:
+    """The "recent" chooser of both widgets: the models kept in the user data folder, newest first (see
+    :func:`napari_unet.session.recent_models`); its value is a checkpoint path, or :data:`NO_RECENT`.
+
+    Its choices are read again on every ``reset_choices`` (napari calls it on layer-list changes; the widgets call
+    it when a model is kept and when the list is shown)."""
+
+    def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+        from napari_unet.session import recent_models
+
+        entries = recent_models()
+        first = "choose a recent model…" if entries else "no kept models yet"
+        return [(first, NO_RECENT)] + [(entry.title, str(entry.path)) for entry in entries]
+
+    combo = ComboBox(
+        label="recent",
+        choices=choices,
+        value=NO_RECENT,
+        visible=False,
+        tooltip="Models trained earlier (also in other napari sessions), kept in the user data folder.",
+    )
+    return combo
+
+
+def link_recent(recent: ComboBox, model_file: FileEdit) -> None:
+    """Choosing a recent model puts its path into ``model_file`` (the one field the widget reads)."""
+
+    def on_recent(value: Any = None) -> None:
+        if recent.value:
+            model_file.value = recent.value
+
+    recent.changed.connect(on_recent)
 
 
 def layer_choices(
@@ -202,7 +242,7 @@ def stack_data(layer: Image | Labels, what: str = "image") -> Any:
     if getattr(layer, "rgb", False):
         raise ValueError(
             f"'{layer.name}' is an RGB image. napari-unet works on grayscale images: convert it first "
-            "(Layers ▸ Convert ▸ Split RGB, then use one channel)."
+            "(right-click the layer in the layer list ▸ Split RGB, then use one channel)."
         )
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
     if data.ndim not in (2, 3):

@@ -31,8 +31,10 @@ from ._layers import (
     device_choice,
     is_ground_truth,
     layer_choices,
+    link_recent,
     model_file_edit,
     owned_role,
+    recent_model_choice,
     shape_text,
     stack_data,
 )
@@ -49,7 +51,7 @@ __all__ = [
 
 NEW_MODEL = "new model"
 CONTINUE_MODEL = "continue this session's model"
-FILE_MODEL = "start from a model file"
+FILE_MODEL = "start from a model file"  # a file, or one of the recent models kept in the user data folder
 
 BUDGET_MINUTES = "minutes"
 BUDGET_ITERATIONS = "iterations"
@@ -183,6 +185,8 @@ class ModelControls(_Group):
             tooltip="Train a new network, or fine-tune this session's model or a saved one on new strokes.",
         )
         self.model_file = model_file_edit()
+        self.recent = recent_model_choice()
+        link_recent(self.recent, self.model_file)
         self.preset = ComboBox(
             label="preset",
             choices=list(PRESETS),
@@ -215,6 +219,7 @@ class ModelControls(_Group):
             [
                 self.model_source,
                 self.model_file,
+                self.recent,
                 self.preset,
                 self.advanced,
                 self.depth,
@@ -229,7 +234,9 @@ class ModelControls(_Group):
 
     def _on_visibility_changed(self, value: Any = None) -> None:
         new = self.model_source.value == NEW_MODEL
-        self.model_file.visible = self.model_source.value == FILE_MODEL
+        self.model_file.visible = self.recent.visible = self.model_source.value == FILE_MODEL
+        if self.recent.visible:
+            self.recent.reset_choices()
         self.preset.visible = new
         for w in (self.depth, self.features, self.from_scratch):
             w.visible = new and bool(self.advanced.value)

@@ -40,9 +40,11 @@ from ._layers import (
     geometry_of,
     keep_narrow,
     layer_choices,
+    link_recent,
     model_file_edit,
     owner_metadata,
     place_on,
+    recent_model_choice,
     shape_text,
     stack_data,
     tag,
@@ -62,7 +64,7 @@ __all__ = ["DEVICES", "SegmentRequest", "SegmentWidget", "describe_progress", "s
 
 SHORTCUT = "Shift-S"  # Segment; again: Cancel
 SESSION_MODEL = "this session's model"
-FILE_MODEL = "model file"
+FILE_MODEL = "model file"  # a file, or one of the recent models kept in the user data folder
 SCOPE_SLICE = "current slice"
 SCOPE_STACK = "whole stack"
 
@@ -106,6 +108,8 @@ class SegmentWidget(Container):
             tooltip="The model trained with 'Train U-Net' in this session, or a saved model file (.pt).",
         )
         self.model_file = model_file_edit()
+        self.recent = recent_model_choice()
+        link_recent(self.recent, self.model_file)
         self.model_info = Label(label="")
         self.scope = RadioButtons(
             label="scope",
@@ -149,6 +153,7 @@ class SegmentWidget(Container):
                 self.image_layer,
                 self.model_source,
                 self.model_file,
+                self.recent,
                 self.model_info,
                 self.scope,
                 self.tta,
@@ -186,13 +191,16 @@ class SegmentWidget(Container):
             w.visible = bool(self.advanced.value)
 
     def _on_model_source_changed(self, value: str = "") -> None:
-        self.model_file.visible = self.model_source.value == FILE_MODEL
+        self.model_file.visible = self.recent.visible = self.model_source.value == FILE_MODEL
+        if self.recent.visible:
+            self.recent.reset_choices()
         self._on_model_info_changed()
 
     def _on_session_changed(self, model: SessionModel | None) -> None:
         try:
             if model is not None and model.source == "trained":
                 self.model_source.value = SESSION_MODEL
+            self.recent.reset_choices()  # a model just kept is in the list at once
             self._on_model_info_changed()
         except RuntimeError:  # widget deleted
             pass
@@ -201,7 +209,9 @@ class SegmentWidget(Container):
         if self.model_source.value == SESSION_MODEL:
             current = self.session.current
             self.model_info.value = (
-                current.description or current.path.name if current is not None else "no model trained yet"
+                current.description or current.path.name
+                if current is not None
+                else "no model trained yet (earlier ones: 'model file' ▸ recent)"
             )
         else:
             path = self.model_file.value

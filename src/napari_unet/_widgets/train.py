@@ -169,16 +169,18 @@ class TrainWidget(Container):
         self.save_button = PushButton(text="Save model…", enabled=False)
         self.save_button.native.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
 
-        # The form scrolls (a laptop screen holds both docks); the Train button, the status line and the model
-        # line stay pinned under it.
+        # The form scrolls (a laptop screen holds both docks); the curve, the Train button, the status line and
+        # the model line stay pinned under it, in view while training.
         self.form = Container(widgets=groups, labels=False)
         self.form.margins = (0, 0, 0, 0)
-        self.plot = CurvePlot()  # a plain QWidget: it goes into the form's layout after every magicgui child
-        self.form.native.layout().addWidget(self.plot)
         self._tail = Container(widgets=[self.model_info, self.save_button], labels=False, layout="horizontal")
         self._tail.margins = (0, 0, 0, 0)
         self.extend([self.train_button, self.status, self._tail])
         self.native.layout().insertWidget(0, scroll_body(self.form))
+        self.plot = (
+            CurvePlot()
+        )  # a plain QWidget: placed in the layout by hand, between the form and the button
+        self.native.layout().insertWidget(1, self.plot)
         align_labels(groups)
         keep_narrow(self.form)
         elide(self.status)
@@ -238,8 +240,14 @@ class TrainWidget(Container):
             if model is None:
                 self.model_info.value = "model: none yet"
             else:
-                saved = f" — saved as {model.saved_to.name}" if model.saved_to else " — not saved yet"
+                if model.saved_to:
+                    saved = f" — saved as {model.saved_to.name}"
+                elif getattr(model, "kept", False):
+                    saved = " — kept in the recent models"
+                else:
+                    saved = " — not saved yet" + (f" ({model.note})" if getattr(model, "note", "") else "")
                 self.model_info.value = "model: " + (model.description or model.path.name) + saved
+            self.model_group.recent.reset_choices()  # a model just kept is in the list at once
         except RuntimeError:  # the widget is being deleted
             pass
 
