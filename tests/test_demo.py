@@ -7,7 +7,7 @@ import tifffile
 
 from napari_unet.cli import main
 from napari_unet.config import TrainConfig
-from napari_unet.demo import HELD_OUT, MEMBRANE, demo_config, overview_png, sample_paths
+from napari_unet.demo import HELD_OUT, MEMBRANE, TITLE_HEIGHT, demo_config, overview_png, sample_paths
 
 
 def test_demo_writes_model_prediction_overview_and_metrics(tmp_path, capsys):
@@ -40,7 +40,7 @@ def test_demo_writes_model_prediction_overview_and_metrics(tmp_path, capsys):
     assert format_metrics(evaluate(pred[held], truth[held], foreground=MEMBRANE)) in printed
     png = iio.imread(out / "overview.png")
     np.testing.assert_array_equal(png, overview_png(image[9], truth[9], pred[9]))
-    assert png.shape == (512, 3 * 512 + 16, 3)
+    assert png.shape == (TITLE_HEIGHT + 512, 3 * 512 + 16, 3)  # the three panels under their titles
     for name in ("model.pt", "prediction.tif", "overview.png"):
         assert f"wrote {out / name}" in printed
 
@@ -65,7 +65,9 @@ def test_overview_colours_membranes_of_truth_and_prediction():
     pred = np.full((16, 16), 2, np.uint8)
     pred[:, 5] = 1
     png = overview_png(image, truth, pred)
-    assert png.shape == (16, 3 * 16 + 16, 3) and png.dtype == np.uint8
+    assert png.shape == (TITLE_HEIGHT + 16, 3 * 16 + 16, 3) and png.dtype == np.uint8
+    strip, png = png[:TITLE_HEIGHT], png[TITLE_HEIGHT:]
+    assert (strip < 128).any() and (strip == 255).mean() > 0.5  # dark title text on white
     magenta = (png == (255, 0, 255)).all(axis=-1)
     assert magenta[:, :16].sum() == 0  # the raw image panel is untouched
     assert magenta[4, 24:40].all() and magenta[:, 24:40].sum() == 16

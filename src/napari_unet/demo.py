@@ -28,10 +28,18 @@ def sample_paths() -> tuple[Path, Path]:
     return sample_path(SAMPLE_IMAGE), sample_path(SAMPLE_LABELS)
 
 
+TITLE_HEIGHT = 24  # px of the strip above the panels that names them
+
+
 def overview_png(
-    image: np.ndarray, truth: np.ndarray, pred: np.ndarray, membrane: int = MEMBRANE
+    image: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    membrane: int = MEMBRANE,
+    titles: tuple[str, str, str] = ("image", "ground truth (membranes)", "prediction (membranes)"),
 ) -> np.ndarray:
-    """Side-by-side RGB picture of one slice: image | ground truth | prediction, membranes drawn in magenta.
+    """Side-by-side RGB picture of one slice: image | ground truth | prediction, membranes drawn in magenta, each
+    panel named in a white strip above it.
 
     Parameters
     ----------
@@ -39,10 +47,12 @@ def overview_png(
         Raw slice, any dtype (scaled to 0..255 by its 1st/99.8th percentiles).
     truth, pred : (Y, X) integer arrays
         Label slices; pixels equal to ``membrane`` are coloured.
+    titles : three str
+        The panels' names.
 
     Returns
     -------
-    (Y, 3 * X + 2 * gap, 3) uint8
+    (TITLE_HEIGHT + Y, 3 * X + 2 * gap, 3) uint8
     """
     img = image.astype(np.float32)
     lo, hi = np.percentile(img, (1, 99.8))
@@ -55,7 +65,26 @@ def overview_png(
         return out
 
     gap = np.full((gray.shape[0], 8, 3), 255, np.uint8)
-    return np.concatenate([rgb, gap, paint(truth == membrane), gap, paint(pred == membrane)], axis=1)
+    panels = np.concatenate([rgb, gap, paint(truth == membrane), gap, paint(pred == membrane)], axis=1)
+    width = gray.shape[1]
+    strip = np.full((TITLE_HEIGHT, panels.shape[1], 3), 255, np.uint8)
+    for i, title in enumerate(titles):
+        x = i * (width + gap.shape[1])
+        strip[:, x : x + width] = _title(title, width)
+    return np.concatenate([strip, panels], axis=0)
+
+
+def _title(text: str, width: int) -> np.ndarray:
+    """(TITLE_HEIGHT, width, 3) uint8: ``text`` in black on white, cut at the panel's width."""
+    from PIL import Image, ImageDraw, ImageFont  # scikit-image's dependency
+
+    tile = Image.new("RGB", (width, TITLE_HEIGHT), (255, 255, 255))
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow < 10.1: one small bitmap size
+        font = ImageFont.load_default()
+    ImageDraw.Draw(tile).text((4, 4), text, fill=(0, 0, 0), font=font)
+    return np.asarray(tile, dtype=np.uint8)
 
 
 def demo_config(device: str, *, minutes: float | None = 3.0, iterations: int | None = None) -> TrainConfig:
