@@ -163,6 +163,7 @@ def _show_training(bar: ConsoleProgress, rec: Any) -> None:
     extra = f"it {rec.iteration} loss {rec.loss:.4f}"
     if rec.val:
         extra += f" val dice {rec.val.get('mean_dice', float('nan')):.3f}"
+        extra += f" ({rec.val['kind']})" if rec.val.get("kind") else ""  # what it is measured on
     # a validation result is shown even when the line was just redrawn: it is the figure worth reading
     bar.update(rec.fraction, 1.0, extra, force=bool(rec.val))
 

@@ -148,6 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     msg = f"saved {out} ({n_it} iterations"
     if val:
         msg += f", best validation Dice {max(val):.3f}"
+        label = (result.meta or {}).get("extra", {}).get("validation_label")
+        msg += f" on {label}" if label else ""  # e.g. "on held-out strokes (9 of 68, ...)"
     print(msg + ")")
     return 0
 

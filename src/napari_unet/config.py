@@ -81,9 +81,15 @@ class TrainConfig:
     val_slices : (start, stop) or None
         Slices ``[start, stop)`` held out for validation; None = automatic.
     val_fraction : float or None
-        Share of the annotated slices (or, with a single annotated slice, of its annotated pixels) held out
-        automatically; 0 disables validation (the last model is then also the "best"). None (default): 0.2, except
-        for sparse strokes on a single slice, where nothing is held out (the strokes all train).
+        Share held out automatically: of the annotated slices; when no slice can be held out (a single annotated
+        slice, or each class on one slice only), of each class's painted pixels, as whole strokes (connected
+        components) behind a guard band (``val_guard``), or, where whole strokes cannot validate more classes, as
+        a stripe at one side of the annotations behind the same band. 0 disables validation (the last model is then
+        also the "best"). None (default): 0.2.
+    val_guard : int
+        Pixels around held-out strokes (or a held-out stripe) whose annotations do not train either, so that no
+        held-out pixel is scored next to a trained pixel of the same stroke (default 16). When this leaves some
+        class too little to train on, fewer strokes are held out, or none, and the setup line says why.
     val_every : int
         Iterations between validations (stretched automatically so validation takes at most ~10 % of the time).
     seed : int
@@ -156,6 +162,7 @@ class TrainConfig:
     minutes: float | None = None
     val_slices: tuple[int, int] | None = None
     val_fraction: float | None = None
+    val_guard: int = 16
     val_every: int = 50
     seed: int = 0
     device: str = "auto"
@@ -228,6 +235,8 @@ class TrainConfig:
             )
         if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if isinstance(self.val_guard, bool) or int(self.val_guard) != self.val_guard or self.val_guard < 0:
+            raise ValueError(f"val_guard must be a whole number of pixels >= 0, got {self.val_guard!r}")
         if self.val_slices is not None:
             if len(self.val_slices) != 2 or not 0 <= int(self.val_slices[0]) < int(self.val_slices[1]):
                 raise ValueError(

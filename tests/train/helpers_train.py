@@ -24,6 +24,15 @@ def blobs(shape=(3, 64, 64), seed=0):
     return image, labels
 
 
+def strokes_plane(shape=(64, 64), rows=(4, 20, 36, 52)) -> np.ndarray:
+    """Separate straight strokes (3 px thick): label 1 on the left half, label 2 on the right half."""
+    plane = np.zeros(shape, np.uint8)
+    for y in rows:
+        plane[y : y + 3, 2:22] = 1
+        plane[y : y + 3, 40:62] = 2
+    return plane
+
+
 def tiny_config(**kw) -> TrainConfig:
     """The tiny network of the unit tests, with ``kw`` on top."""
     return TrainConfig(**{**TINY, **kw})

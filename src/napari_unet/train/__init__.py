@@ -1,9 +1,10 @@
 """Training a U-Net on annotated slices of a stack (torch; no napari, no Qt).
 
-The package: ``_data`` (checks, class mapping, normalisation), ``_split`` (validation hold-out), ``_sampler``
-(training patches), ``_start`` (where a new model starts: the shipped EM-pretrained body or random weights),
-``_live`` (live training: the strokes re-read while training), ``_loss``, ``_validate``, ``_run`` (one run's state and phases), ``_loop`` (:func:`train`,
-:func:`train_sync`), ``_records`` (what they yield and return); the configuration is :mod:`napari_unet.config`.
+The package: ``_data`` (checks, class mapping, normalisation), ``_split`` and ``_holdout`` (validation hold-out),
+``_sampler`` (training patches), ``_start`` (where a new model starts: the shipped EM-pretrained body or random
+weights), ``_live`` (live training: the strokes re-read while training), ``_loss``, ``_validate``, ``_run`` (one
+run's state and phases), ``_loop`` (:func:`train`, :func:`train_sync`), ``_records`` (what they yield and return);
+the configuration is :mod:`napari_unet.config`.
 
 What :func:`train` does, in order:
 
@@ -13,10 +14,13 @@ What :func:`train` does, in order:
    other value is a class. Dense mode: every value present is a class (ISBI's 0/255 ground truth), so the
    prediction writes the same values back.
 3. **Holds out validation data**: the slices ``config.val_slices``, or automatically the last contiguous share
-   (``val_fraction``, 20 %) of the annotated slices; with a single annotated slice, a stripe at one side of the
-   annotations (a spatial block, so validation pixels are not the immediate neighbours of training pixels) -
-   except for sparse strokes on a single slice, where nothing is held out unless ``val_fraction`` asks for it
-   (a few strokes are worth more as training data; the README gives the measurement).
+   (``val_fraction``, 20 %) of the annotated slices; when no slice can be held out (a single painted slice), whole
+   strokes (connected components of a class's painted pixels, about 20 % of each class's pixels), with the painted
+   pixels within ``val_guard`` (16) px of them withheld from training too, so a held-out pixel is never scored next
+   to a trained pixel of the same stroke; where whole strokes cannot validate more classes (one stroke per class,
+   dense labels), a stripe at one side of the annotations behind the same guard band; with too few strokes for
+   either, nothing, and the setup line says why. Each validation score says what it was measured on
+   (``val["kind"]``: "held-out slices", "held-out strokes", "held-out stripe").
 4. **Draws training patches around annotations**: a class is picked uniformly, then an annotated pixel of that
    class, so rarely painted classes are seen as often as common ones. The patch side is the network's valid input
    size nearest ``config.patch``; the labels are cropped to the network's output (``shrink`` pixels per side in

@@ -112,7 +112,9 @@ def _iterate(run: TrainingRun) -> Generator[TrainProgress, Any, bool]:
         t_val = time.monotonic()
         scores = yield from run.validate()
         run.stretch_validation_interval(t_val)
-        message = f"validation at iteration {run.iteration}: mean Dice {scores['mean_dice']:.4f}"
+        message = (
+            f"validation at iteration {run.iteration}: mean Dice {scores['mean_dice']:.4f} ({scores['kind']})"
+        )
         if _is_stop(
             (yield run.progress("validate", message + (" (best)" if scores["best"] else ""), val=scores))
         ):
@@ -125,7 +127,7 @@ def _final_validation(run: TrainingRun) -> Generator[TrainProgress, Any, None]:
     if run.validator is None or run.iteration == 0 or run.last_val_iteration == run.iteration:
         return
     scores = yield from run.validate()
-    message = f"final validation at iteration {run.iteration}: mean Dice {scores['mean_dice']:.4f}"
+    message = f"final validation at iteration {run.iteration}: mean Dice {scores['mean_dice']:.4f} ({scores['kind']})"
     yield run.progress("validate", message, val=scores)
 
 

@@ -33,7 +33,10 @@ class TrainProgress:
         Learning rate of the last iteration.
     val : dict or None
         Set on the record that ends a validation: ``mean_dice``, ``mean_iou``, ``accuracy``, ``n_pixels``,
-        ``per_class`` ({label value: {"dice", "iou"}}), ``best`` (whether this is the best so far).
+        ``per_class`` ({label value: {"dice", "iou"}}), ``best`` (whether this is the best so far), and what the
+        scores were measured on: ``kind`` ("held-out slices", "held-out strokes" or "held-out stripe": show it
+        next to the number, e.g. "val. Dice (held-out strokes)") and ``label`` (the same with its numbers, e.g.
+        "held-out slices 8-9" or "held-out strokes (9 of 68, 12 % of the painted pixels, 16 px guard)").
     message : str
         One line for a status bar.
     phase : str
@@ -63,7 +66,9 @@ class TrainResult:
         The best model by validation mean Dice (the last one without validation), in eval mode, on the CPU.
     meta : dict
         The checkpoint dict of ``model`` without ``state_dict`` (what :func:`napari_unet.predict.predict_stack`
-        takes).
+        takes). Its ``extra`` says how the model was validated: ``validation`` (the split in words),
+        ``validation_kind`` and ``validation_label`` (as in :attr:`TrainProgress.val`; ``""`` without
+        validation).
     history : dict
         Curves: ``iteration``, ``loss``, ``lr``, ``elapsed``; ``val_iteration``, ``val_mean_dice`` (also as
         ``val_dice``), ``val_mean_iou``, ``val_accuracy``, ``val_class_dice`` ({value: [...]}); ``best_iteration``,

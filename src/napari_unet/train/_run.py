@@ -211,7 +211,7 @@ class TrainingRun:
         else:
             # Live: every stroke trains (the set changes while training; a fixed hold-out would not mean much).
             description = "live: no validation, strokes re-read while training"
-            self.split = Split(sorted(self.data.classes), [], None, description)
+            self.split = Split(sorted(self.data.classes), [], description=description)
         self.train_data = training_view(self.data, self.split)
         counts = class_counts(self.train_data.classes, k, self.split.train_slices)
         if counts.sum() == 0:
@@ -290,6 +290,8 @@ class TrainingRun:
             "train_slices": [int(z) for z in split.train_slices],
             "val_slices": [int(z) for z in split.val_slices],
             "validation": split.description,
+            "validation_kind": split.kind,  # what the validation Dice is measured on ("" without validation)
+            "validation_label": split.label,
             "patch": int(self.in_size),
             "class_weights": self.weights.tolist(),
             "finetuned_from": self.source or None,
@@ -516,5 +518,8 @@ class TrainingRun:
         text = f"trained {self.iteration} iterations in {elapsed:.0f} s ({self.iteration / max(elapsed, 1e-9):.2f} it/s)"
         best = self.history["best_val_dice"]
         if best is not None and self.validator is not None:
-            text += f", best validation mean Dice {best:.4f} at iteration {self.history['best_iteration']}"
+            text += (
+                f", best validation mean Dice {best:.4f} at iteration {self.history['best_iteration']} "
+                f"({self.split.label})"
+            )
         return text

@@ -93,8 +93,8 @@ class Validator:
         pixels = 0
         for z in split.val_slices:
             target = data.classes[z]
-            if split.val_region is not None:
-                target = np.where(split.val_region, target, IGNORE).astype(np.int16)
+            if split.val_masks is not None:
+                target = np.where(split.val_masks[z], target, IGNORE).astype(np.int16)
             crops = crop_around(target, model)
             if crops is None:
                 continue
@@ -109,12 +109,17 @@ class Validator:
         self.data = data
         self.normalization = normalization
         self.label_values = data.label_values
+        self.kind, self.label = split.kind, split.label
 
     def __bool__(self) -> bool:
         return bool(self.items)
 
     def run(self, model: UNet, device: torch.device, amp: bool) -> Generator[tuple[int, int], None, dict]:
         """Yields (tiles done, tiles total) over all held-out crops; returns the score dict.
+
+        Besides the scores (``mean_dice``, ``mean_iou``, ``accuracy``, ``n_pixels``, ``per_class``) it holds what
+        they were measured on: ``kind`` (``"held-out slices"``, ``"held-out strokes"`` or ``"held-out stripe"``)
+        and ``label`` (the same with its numbers, e.g. ``"held-out slices 8-9"``).
 
         The forward pass is :func:`napari_unet.predict.make_predictor`'s, so validation scores what
         ``predict_stack`` would segment (same layout, same autocast, same argmax).
@@ -131,4 +136,4 @@ class Validator:
                 cm += confusion_matrix(pred, target.astype(np.int64), list(range(k)), mask=target >= 0)
         finally:
             model.train(was_training)
-        return _scores(cm, self.label_values)
+        return {**_scores(cm, self.label_values), "kind": self.kind, "label": self.label}
