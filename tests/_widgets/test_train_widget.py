@@ -78,6 +78,8 @@ def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
     # the curve: one loss point per iteration and validations at 5 and at the end
     assert [it for it, _ in w.plot.loss_points] == list(range(1, 7))
     assert [it for it, _ in w.plot.val_points] == [5, 6]
+    assert w.plot.val_label.startswith("Dice, held-out")  # the score says what it is measured on
+    assert "held-out" in w.status.value or "done" in w.status.value
     # the model is kept in the session, as a copy in the data folder that outlives napari (not the run's best.pt)
     model = session_for(viewer).current
     assert model is not None and model.path.is_file() and model.kept and model.path.parent == models_dir()

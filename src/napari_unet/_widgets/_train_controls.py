@@ -341,9 +341,10 @@ class ValidationControls(_Group):
             label="validation",
             choices=[VAL_AUTO, VAL_SLICES, VAL_SHARE, VAL_NONE],
             value=VAL_AUTO,
-            tooltip="automatic: hold out the last 20 % of the annotated slices; when a single slice is painted, all "
-            "of its strokes train the model (no validation curve: choose 'share of strokes' for one). With "
-            "validation, the best model by validation Dice is kept.",
+            tooltip="automatic: hold out the last 20 % of the annotated slices; when a single slice is painted, "
+            "whole strokes (about 20 % of each class's pixels) with a 16 px guard band around them that does not "
+            "train either, so that the score is not measured next to training pixels. The best model by validation "
+            "Dice is kept; the curve and the status say what the score was measured on.",
         )
         self.val_start = SpinBox(label="held out from slice", value=0, min=0, max=100000, visible=False)
         self.val_stop = SpinBox(label="to slice (excluded)", value=1, min=1, max=100001, visible=False)

@@ -147,6 +147,7 @@ class TrainWidget(Container):
         self._loss: float | None = None  # the run's numbers (see _take_numbers)
         self._best: tuple[int, float] | None = None
         self._started = False
+        self._val_kind = ""  # what the validation score is measured on ("held-out strokes", ...)
 
         self.data_group = data = DataControls(napari_viewer)
         self.model_group = model = ModelControls()
@@ -301,7 +302,7 @@ class TrainWidget(Container):
         self.status.value = ("live: " if req.live else "") + "reading the annotations…"
         self.save_button.enabled = False
         self._warned_values = False
-        self._loss, self._best, self._started = None, None, False
+        self._loss, self._best, self._started, self._val_kind = None, None, False, ""
         if req.live:
             self._painted = self.labels_layer.value
             self._painted.events.paint.connect(self._on_paint)
@@ -360,6 +361,15 @@ class TrainWidget(Container):
                 self._loss = loss if self._loss is None else self._loss + LOSS_SMOOTHING * (loss - self._loss)
                 self.plot.add_loss(record.iteration, record.loss)
         if record.val:
+            kind = str(record.val.get("kind") or "")
+            if kind and kind != self._val_kind:  # say what the score is measured on, e.g. "held-out strokes"
+                self._val_kind = kind
+                self.plot.val_label = f"Dice, {kind}"
+                self.plot.setToolTip(
+                    f"Training loss (blue, left axis) and Dice on {record.val.get('label') or kind} "
+                    "(orange, right axis, 0–1). Strokes avoid the hard pixels at class borders: a score on held-out "
+                    "strokes reads higher than one on dense labels would."
+                )
             score = record.val.get("mean_dice")
             if score is not None and math.isfinite(float(score)):
                 if record.val.get("best"):
@@ -401,7 +411,9 @@ class TrainWidget(Container):
         if record.phase == "validate" and not record.val:
             parts.append("validating…")
         elif self._best is not None:
-            parts.append(f"best val. Dice {self._best[1]:.3f} @ {self._best[0]}")
+            parts.append(
+                f"best Dice {self._best[1]:.3f} @ {self._best[0]} ({self._val_kind or 'validation'})"
+            )
         if self._budget_seconds:
             left = max(0.0, self._budget_seconds - float(record.elapsed))
             parts.append(f"{int(left // 60)}:{int(left % 60):02d} left")
