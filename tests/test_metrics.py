@@ -160,3 +160,116 @@ def test_evaluate_errors():
         evaluate(np.zeros((4, 4), int), np.zeros((4, 5), int))
     with pytest.raises(ValueError, match="no annotated pixels"):
         evaluate(np.zeros((4, 4), int), np.zeros((4, 4), int), ignore=0)
+
+
+# --------------------------------------------------------------------------------------------------- instances
+def _brute_force_matching(pred, gt, threshold=0.5):
+    """Every (true, predicted) pair's IoU from boolean masks; the best assignment by trying all of them."""
+    from itertools import permutations
+
+    g_ids = [int(v) for v in np.unique(gt) if v]
+    p_ids = [int(v) for v in np.unique(pred) if v]
+    iou = np.zeros((len(g_ids), len(p_ids)))
+    for i, g in enumerate(g_ids):
+        for j, p in enumerate(p_ids):
+            a, b = gt == g, pred == p
+            iou[i, j] = (a & b).sum() / (a | b).sum()
+    best: list[float] = []
+    # pad with "no partner" so every way of pairing is tried
+    cols = list(range(len(p_ids))) + [None] * len(g_ids)
+    for perm in set(permutations(cols, len(g_ids))):
+        got = [iou[i, j] for i, j in enumerate(perm) if j is not None and iou[i, j] >= threshold]
+        if len(got) > len(best) or (len(got) == len(best) and sum(got) > sum(best)):
+            best = got
+    return len(g_ids), len(p_ids), best
+
+
+def test_object_matching_equals_brute_force():
+    from napari_unet.metrics import match_objects
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(12):
+        gt = label(ndimage.binary_opening(rng.random((24, 24)) > 0.55))
+        # the prediction: the truth shifted by one pixel, one object merged into its neighbour, noise added
+        pred = np.roll(gt, 1, axis=1)
+        if pred.max() > 2:
+            pred[pred == 2] = 1
+        pred[rng.random(pred.shape) > 0.97] = 0
+        n_true, n_pred, best = _brute_force_matching(pred, gt)
+        if n_true > 6:
+            continue  # keep the brute force small
+        m = match_objects(pred, gt)
+        assert (m["n_true"], m["n_pred"], m["n_matched"]) == (n_true, n_pred, len(best))
+        assert m["f1"] == pytest.approx(2 * len(best) / (n_true + n_pred))
+        if best:
+            assert m["mean_matched_iou"] == pytest.approx(np.mean(best))
+        checked += 1
+    assert checked >= 3
+
+
+def test_matching_by_hand():
+    from napari_unet.metrics import match_objects
+
+    gt = np.zeros((4, 8), int)
+    gt[:, :4], gt[:, 4:] = 1, 2
+    pred = np.zeros((4, 8), int)
+    pred[:, :3] = 5  # IoU 3/4 with gt 1
+    pred[:, 6:] = 6  # IoU 2/4 with gt 2: a match at 0.5
+    pred[0, 3] = 7  # a speck: IoU 1/16 with gt 1, a false positive
+    m = match_objects(pred, gt)
+    assert (m["n_true"], m["n_pred"], m["n_matched"]) == (2, 3, 2)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == 1.0 and m["f1"] == pytest.approx(0.8)
+    assert m["mean_matched_iou"] == pytest.approx((0.75 + 0.5) / 2)
+    empty = match_objects(np.zeros_like(gt), gt)
+    assert empty["recall"] == 0.0 and math.isnan(empty["precision"]) and math.isnan(empty["mean_matched_iou"])
+
+
+def test_instance_rand_and_voi_against_skimage_on_the_foreground():
+    from skimage.metrics import variation_of_information
+
+    from napari_unet.metrics import evaluate_instances, format_instance_metrics, instances_of
+
+    gt_sem = _cells()
+    gt = instances_of(gt_sem, 255)
+    assert gt.max() == 16 and gt.dtype == np.uint32
+    # merge two cells through their membrane, split another in halves
+    pred = gt.astype(np.int64).copy()
+    pred[gt == 2] = 1
+    pred[:, 40:48][gt[:, 40:48] == 3] = 99
+    m = evaluate_instances(pred, gt, thin_borders=False)
+    err, _, _ = adapted_rand_error(gt.astype(np.int64), pred, ignore_labels=(0,))
+    split, merge = variation_of_information(gt.astype(np.int64), pred, ignore_labels=(0,))
+    assert m["adapted_rand"] == pytest.approx(err)
+    assert m["voi_split"] == pytest.approx(split) and m["voi_merge"] == pytest.approx(merge)
+    assert m["voi"] == pytest.approx(split + merge) and m["voi_split"] > 0 and m["voi_merge"] > 0
+    # restricted to the truth's foreground: what the prediction does on truth-0 pixels does not count
+    scribbled = pred.copy()
+    scribbled[gt == 0] = 1000
+    assert evaluate_instances(scribbled, gt, thin_borders=False)["voi"] == pytest.approx(m["voi"])
+    # perfect objects
+    perfect = evaluate_instances(gt, gt)
+    assert perfect["adapted_rand"] == pytest.approx(0) and perfect["voi"] == pytest.approx(0)
+    assert perfect["f1"] == 1.0 and perfect["mean_matched_iou"] == 1.0
+    text = format_instance_metrics(m)
+    assert "restricted to the ground truth's foreground" in text and "VOI" in text and "F1" in text
+
+
+def test_instance_metrics_per_slice_and_3d():
+    from napari_unet.metrics import evaluate_instances, instances_of
+
+    stack = np.stack([_cells(), _cells()])
+    per_slice = instances_of(stack, 255)
+    assert per_slice.max() == 32  # ids unique over the stack
+    volume = instances_of(stack, 255, per_slice=False)
+    assert volume.max() == 16
+    m2 = evaluate_instances(volume, per_slice)
+    assert m2["per_slice"] and m2["n_true"] == 32 and m2["f1"] == 1.0
+    m3 = evaluate_instances(volume, volume, per_slice=False)
+    assert not m3["per_slice"] and m3["n_true"] == 16 and m3["f1"] == 1.0
+    # 3D: an object cut into two ids between its two sections is a split (each half has IoU 0.5: one matches)
+    cut = volume.copy()
+    cut[1][cut[1] > 0] += 100
+    m_cut = evaluate_instances(cut, volume, per_slice=False)
+    assert m_cut["n_pred"] == 32 and m_cut["n_matched"] == 16 and m_cut["f1"] == pytest.approx(32 / 48)
+    assert m_cut["voi_split"] == pytest.approx(1.0)  # one bit: which half
