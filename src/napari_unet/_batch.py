@@ -20,7 +20,9 @@ The layout:
 
 A bare ``--probabilities`` (``probabilities=True``) puts the probabilities next to each labels file, named after
 it: a stem ending in ``_labels`` has it replaced by ``_probabilities``, any other stem gets ``_probabilities``
-appended (``seg.tif`` -> ``seg_probabilities.tif``).
+appended (``seg.tif`` -> ``seg_probabilities.tif``). Objects (``--instances``, ``--measurements``) follow the same
+rule: a file name for one input, or bare for ``NAME_instances.tif`` / ``NAME_objects.csv`` next to each labels
+file (the only form with several inputs).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ __all__ = [
     "plan_batch",
     "predict_batch",
     "probabilities_path",
+    "sibling_path",
+    "write_objects",
     "write_outputs",
 ]
 
@@ -78,11 +82,14 @@ class Job:
     image: Path
     labels: Path
     probabilities: Path | None = None
+    instances: Path | None = None
+    measurements: Path | None = None
 
     @property
     def outputs(self) -> tuple[Path, ...]:
         """The files this job writes."""
-        return (self.labels,) if self.probabilities is None else (self.labels, self.probabilities)
+        extra = (self.probabilities, self.instances, self.measurements)
+        return (self.labels, *(p for p in extra if p is not None))
 
 
 # --------------------------------------------------------------------------------------------------- the plan
@@ -139,13 +146,22 @@ def is_folder_layout(inputs: Sequence[str | os.PathLike], output: str | os.PathL
     )
 
 
-def probabilities_path(labels: Path) -> Path:
-    """The probabilities file next to ``labels``: ``x_labels.tif`` -> ``x_probabilities.tif``, ``x.tif`` ->
-    ``x_probabilities.tif``."""
+def sibling_path(labels: Path, kind: str, suffix: str = ".tif") -> Path:
+    """A file next to ``labels`` named after it: ``x_labels.tif`` -> ``x_<kind><suffix>``, ``x.tif`` ->
+    ``x_<kind><suffix>``."""
     stem = strip_tiff_suffix(labels.name)
     if stem.lower().endswith("_labels"):
         stem = stem[: -len("_labels")]
-    return labels.with_name(f"{stem}_probabilities.tif")
+    return labels.with_name(f"{stem}_{kind}{suffix}")
+
+
+def probabilities_path(labels: Path) -> Path:
+    """The probabilities file next to ``labels``: ``x_labels.tif`` -> ``x_probabilities.tif``, ``x.tif`` ->
+    ``x_probabilities.tif``."""
+    return sibling_path(labels, "probabilities")
+
+
+_OBJECT_FILES = {"instances": ("instances", ".tif"), "measurements": ("objects", ".csv")}
 
 
 def _listed(paths: Sequence[Path]) -> str:
@@ -165,7 +181,7 @@ def _check_output_folder(output: Path) -> None:
         )
 
 
-def _folder_jobs(files: list[Path], output: Path, probabilities: bool) -> list[Job]:
+def _folder_jobs(files: list[Path], output: Path, probabilities: bool, objects: dict) -> list[Job]:
     """One job per file in ``output``; refuses two files with the same name stem (their outputs would clash)."""
     _check_output_folder(output)
     seen: dict[str, Path] = {}
@@ -182,21 +198,35 @@ def _folder_jobs(files: list[Path], output: Path, probabilities: bool) -> list[J
                 "rename one or predict them in separate runs"
             )
         labels = output / f"{stem}_labels.tif"
-        jobs.append(Job(path, labels, probabilities_path(labels) if probabilities else None))
+        extra = {
+            key: sibling_path(labels, *_OBJECT_FILES[key]) if wanted else None
+            for key, wanted in objects.items()
+        }
+        jobs.append(Job(path, labels, probabilities_path(labels) if probabilities else None, **extra))
     return jobs
 
 
-def _single_job(image: Path, output: Path, probabilities: bool | str | os.PathLike | None) -> Job:
+def _single_job(
+    image: Path, output: Path, probabilities: bool | str | os.PathLike | None, objects: dict
+) -> Job:
     if probabilities is True:
         prob = probabilities_path(output)
     else:
         prob = Path(probabilities) if probabilities else None
-    for path in (output, prob):
+    extra = {
+        key: sibling_path(output, *_OBJECT_FILES[key]) if value is True else (Path(value) if value else None)
+        for key, value in objects.items()
+    }
+    for path in (output, prob, *extra.values()):
         if path is not None and path.parent != Path() and not path.parent.is_dir():
             raise BatchPlanError(f"the folder {path.parent} does not exist")
     if prob is not None and prob.resolve() == output.resolve():
         raise BatchPlanError(f"the labels and the probabilities would both go to {output}")
-    return Job(image, output, prob)
+    job = Job(image, output, prob, **extra)
+    resolved = [p.resolve() for p in job.outputs]
+    if len(set(resolved)) != len(resolved):
+        raise BatchPlanError(f"two outputs would go to the same file: {_listed(list(job.outputs))}")
+    return job
 
 
 def _check_against_disk(jobs: list[Job], overwrite: bool) -> None:
@@ -218,6 +248,9 @@ def plan_batch(
     output: str | os.PathLike,
     probabilities: bool | str | os.PathLike | None = None,
     overwrite: bool = False,
+    *,
+    instances: bool | str | os.PathLike | None = None,
+    measurements: bool | str | os.PathLike | None = None,
 ) -> list[Job]:
     """Decide where each input's prediction goes, and refuse what would fail half-way, before any work.
 
@@ -233,6 +266,9 @@ def plan_batch(
         that file; only with one input file and a labels file as ``output``.
     overwrite : bool
         Allow replacing existing outputs.
+    instances, measurements : bool or path, optional
+        The objects' TIFF and CSV, as ``probabilities``: True puts them next to each labels file
+        (``NAME_instances.tif``, ``NAME_objects.csv``), a path names the file of a single input.
 
     Returns
     -------
@@ -247,15 +283,19 @@ def plan_batch(
     """
     files = expand_inputs(inputs)
     output = Path(output)
+    objects = {"instances": instances, "measurements": measurements}
     if is_folder_layout(inputs, output):
-        if probabilities not in (None, False, True):
-            raise BatchPlanError(
-                f"--probabilities {probabilities}: with several inputs (or a folder) --probabilities takes no "
-                "file name; each input's probabilities go to OUT/NAME_probabilities.tif"
-            )
-        jobs = _folder_jobs(files, output, bool(probabilities))
+        named = {"probabilities": probabilities, **objects}
+        for option, value in named.items():
+            if value not in (None, False, True):
+                kind, suffix = _OBJECT_FILES.get(option, (option, ".tif"))
+                raise BatchPlanError(
+                    f"--{option} {value}: with several inputs (or a folder) --{option} takes no file name; "
+                    f"each input's {option} go to OUT/NAME_{kind}{suffix}"
+                )
+        jobs = _folder_jobs(files, output, bool(probabilities), {k: bool(v) for k, v in objects.items()})
     else:
-        jobs = [_single_job(files[0], output, probabilities)]
+        jobs = [_single_job(files[0], output, probabilities, objects)]
     _check_against_disk(jobs, overwrite)
     return jobs
 
@@ -282,6 +322,8 @@ class BatchProgress:
         One line for a status bar, e.g. ``"slice 2/3"``.
     result : PredictResult or None
     error : str
+    objects : PredictedObjects or None
+        The file's objects (``"written"`` records of a run with ``objects``).
     """
 
     kind: str
@@ -293,6 +335,7 @@ class BatchProgress:
     message: str = ""
     result: Any = None
     error: str = ""
+    objects: Any = None
 
     @property
     def fraction(self) -> float:
@@ -355,6 +398,37 @@ def write_outputs(job: Job, result: Any, scale: Sequence[float], units: Any, *, 
         write_tiff(job.probabilities, probs, scale=pscale, axes=axes, overwrite=overwrite)
 
 
+def write_objects(job: Job, objects: Any, scale: Sequence[float], units: Any, *, overwrite: bool) -> None:
+    """Write a file's objects: the uint32 instance ids (a Labels TIFF) and / or the per-object CSV."""
+    from .instances import write_measurements_csv
+    from .io import write_tiff
+
+    if job.instances is not None:
+        write_tiff(
+            job.instances, objects.result.labels, scale=scale, units=units, labels=True, overwrite=overwrite
+        )
+    if job.measurements is not None and objects.table is not None:
+        unit = units[-1] if isinstance(units, (list, tuple)) and units else units
+        write_measurements_csv(job.measurements, objects.table, unit=unit if isinstance(unit, str) else None)
+
+
+def _objects(
+    job: Job, index: int, n_jobs: int, done: int, total: int, result: Any, meta: Any, scale, objects
+):
+    """The objects of one file's prediction, re-yielded as batch progress (``"objects z/n"``)."""
+    from .instances import objects_of_prediction
+
+    values = (meta or {}).get("label_values") or list(range(result.probabilities.shape[-3]))
+
+    def record(rec: Any) -> BatchProgress:
+        return BatchProgress(
+            "slice", index, n_jobs, job, done + rec.fraction * 0.999, total, f"objects {rec.done}/{rec.total}"
+        )
+
+    run = objects_of_prediction(result.probabilities, values, objects, voxel_size=tuple(scale))
+    return (yield from relay(run, record))
+
+
 def _reason(err: BaseException, path: Path) -> str:
     """The error's message without a leading ``path: `` (the summary names the file itself)."""
     text = str(err) or type(err).__name__
@@ -372,6 +446,7 @@ def predict_batch(
     load: Callable[[Path], tuple[Any, Sequence[float], Any]],
     overwrite: bool = False,
     keep_going: bool = True,
+    objects: Any = None,
     **options: Any,
 ) -> Generator[BatchProgress, None, BatchResult]:
     """Predict every job's image with one model and write its outputs; a generator of :class:`BatchProgress`.
@@ -390,6 +465,9 @@ def predict_batch(
     keep_going : bool
         True: a file that fails is reported (a ``"failed"`` record) and the others still run. False: its
         error propagates (one input: the error is the command's).
+    objects : ObjectsRequest, optional
+        Also cut one class into objects (:func:`napari_unet.instances.objects_of_prediction`) and write them
+        to each job's ``instances`` / ``measurements`` files.
     **options
         Passed to :func:`napari_unet.predict.predict_stack` (``tile``, ``batch_size``, ``device``, ``tta``).
 
@@ -419,18 +497,26 @@ def predict_batch(
         try:
             data, scale, units = load(job.image)
             counts[index] = data.shape[0] if data.ndim == 3 else 1
-            want = job.probabilities is not None
+            want = job.probabilities is not None or objects is not None
             run = predict_stack(data, model, meta, want_probabilities=want, **options)
             result = yield from relay(run, record)
             write_outputs(job, result, scale, units, overwrite=overwrite)
+            found = None
+            if objects is not None:
+                found = yield from _objects(
+                    job, index, len(jobs), done, sum(counts), result, meta, scale, objects
+                )
+                write_objects(job, found, scale, units, overwrite=overwrite)
         except Exception as err:  # one bad file must not cost the others (GeneratorExit is not caught)
             if not keep_going:
                 raise
             failed.append((job, _reason(err, job.image)))
-            kind, result, error = "failed", None, failed[-1][1]
+            kind, result, error, found = "failed", None, failed[-1][1], None
         else:
             written.append(job)
             kind, error = "written", ""
         done += counts[index]
-        yield BatchProgress(kind, index, len(jobs), job, done, sum(counts), result=result, error=error)
+        yield BatchProgress(
+            kind, index, len(jobs), job, done, sum(counts), result=result, error=error, objects=found
+        )
     return BatchResult(tuple(written), tuple(failed))

@@ -207,8 +207,23 @@ def _show_batch(bar: ConsoleProgress, rec: Any) -> None:
     elif rec.kind == "failed":
         bar.note(f"{where}: failed: {rec.error}" if where else f"failed: {rec.error}")
     else:
-        for line in _written_lines(rec.job, rec.result):
+        for line in _written_lines(rec.job, rec.result) + _object_lines(rec.job, rec.objects):
             bar.note(f"{where}: {line}" if where else line, file=sys.stdout)
+
+
+def _object_lines(job: Any, objects: Any) -> list[str]:
+    """What ``predict --instances / --measurements`` wrote (nothing when no objects were asked for)."""
+    if objects is None:
+        return []
+    res = objects.result
+    how = "2D per section, linked across sections" if res.mode == "2d" else "3D with the voxel size"
+    lines = [f"objects: {res.n_objects} ({how}, {objects.preset} settings) in {res.seconds:.1f} s"]
+    if job.instances is not None:
+        # the writer narrows the ids to the smallest unsigned type that holds them, losslessly
+        lines.append(f"wrote {job.instances} {tuple(res.labels.shape)} ids 1-{res.n_objects}")
+    if job.measurements is not None and objects.table is not None:
+        lines.append(f"wrote {job.measurements} ({len(objects.table['label'])} rows)")
+    return lines
 
 
 def _written_lines(job: Any, result: Any) -> list[str]:

@@ -158,16 +158,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ._batch import BatchPlanError, plan_batch
     from .checkpoint import load_checkpoint
 
+    objects = _objects_request(args)
     try:
-        jobs = plan_batch(args.image, args.output, args.probabilities, args.overwrite)
+        jobs = plan_batch(
+            args.image,
+            args.output,
+            args.probabilities,
+            args.overwrite,
+            instances=args.instances,
+            measurements=args.measurements,
+        )
     except BatchPlanError as err:
         raise CLIError(str(err)) from None
     model, meta = load_checkpoint(_check_input(args.model))  # once for the whole batch
     for folder in {job.labels.parent for job in jobs}:
         folder.mkdir(parents=True, exist_ok=True)
+    if objects is not None and objects.value not in (meta.get("label_values") or []):
+        raise CLIError(
+            f"--instance-of {objects.value}: not a label value of the model (its values: {meta.get('label_values')})"
+        )
     options = {"tile": args.tile, "batch_size": args.batch, "device": args.device, "tta": args.tta}
     result = predict_batch_with_progress(
-        jobs, model, meta, load=_load_image, overwrite=args.overwrite, keep_going=len(jobs) > 1, **options
+        jobs,
+        model,
+        meta,
+        load=_load_image,
+        overwrite=args.overwrite,
+        keep_going=len(jobs) > 1,
+        objects=objects,
+        **options,
     )
     if len(jobs) > 1 or not result.ok:
         if not result.ok:
@@ -175,6 +194,61 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 1
         print(f"{result.summary()} to {jobs[0].labels.parent}")
     return 0
+
+
+def _objects_request(args: argparse.Namespace):
+    """The :class:`~napari_unet.instances.ObjectsRequest` of ``predict --instances / --measurements``, or None."""
+    wanted = args.instances is not None or args.measurements is not None
+    if args.instance_of is None:
+        if wanted:
+            raise CLIError(
+                "--instances / --measurements need --instance-of VALUE (the label value of the objects)"
+            )
+        return None
+    if not wanted:
+        raise CLIError(
+            "--instance-of needs --instances (and / or --measurements): where should the objects go?"
+        )
+    from .instances import ObjectsRequest
+
+    return ObjectsRequest(
+        int(args.instance_of),
+        mode=args.instances_3d,
+        preset=args.instance_preset,
+        measure=args.measurements is not None,
+    )
+
+
+def _instance_arrays(pred, gt, value: int | None, per_slice: bool):
+    """Prediction and truth as instance ids for ``evaluate``, a line saying how each was read, and whether both
+    files were semantic labels (then the semantic scores are printed too).
+
+    A labels file whose values are all values of the truth's classes is semantic: its objects are the
+    connected components of ``value``; anything else (many ids) is taken as instance labels as they are.
+    """
+    import numpy as np
+
+    from .metrics import instances_of
+
+    gt_values = set(np.unique(gt).tolist())
+    semantic_gt = value is not None and value in gt_values and len(gt_values) <= 16
+    notes = []
+    if semantic_gt:
+        gt_inst = instances_of(gt, value, per_slice=per_slice)
+        notes.append(f"truth objects: connected components of label {value}")
+    else:
+        gt_inst = gt
+        notes.append("truth objects: the ground truth's ids (instance labels)")
+    pred_values = set(np.unique(pred).tolist())
+    if value is not None and pred_values <= (gt_values if semantic_gt else {0, value}):
+        pred_inst = instances_of(pred, value, per_slice=per_slice)
+        notes.append(f"predicted objects: connected components of label {value} (semantic labels)")
+        semantic = semantic_gt
+    else:
+        pred_inst = pred
+        notes.append("predicted objects: the prediction's ids (instance labels)")
+        semantic = False
+    return pred_inst, gt_inst, "; ".join(notes), semantic
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -197,6 +271,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(
             "the prediction has no 0: ground-truth pixels of value 0 are taken as not annotated and not scored"
         )
+    instances = args.instance_of is not None or args.instances
+    if instances and ignore is None:
+        from .metrics import evaluate_instances, format_instance_metrics
+
+        per_slice = not args.instances_3d
+        pred_inst, gt_inst, how, semantic = _instance_arrays(pred, gt, args.instance_of, per_slice)
+        print(how)
+        print(format_instance_metrics(evaluate_instances(pred_inst, gt_inst, per_slice=per_slice)))
+        if semantic and not args.instances:  # semantic scores only when both files are semantic labels
+            print(format_metrics(evaluate(pred, gt, foreground=args.foreground)))
+        return 0
     print(format_metrics(evaluate(pred, gt, foreground=args.foreground, ignore=ignore)))
     return 0
 
@@ -316,7 +401,9 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         "napari-unet predict stack.tif --model model.pt -o stack_labels.tif\n"
         "napari-unet predict stack.tif --model model.pt -o labels.tif --probabilities prob.tif --tta\n"
         "napari-unet predict stacks/ --model model.pt -o labels/            # every stacks/*.tif\n"
-        "napari-unet predict a.tif b.tif --model model.pt -o labels/ --probabilities",
+        "napari-unet predict a.tif b.tif --model model.pt -o labels/ --probabilities\n"
+        "napari-unet predict isbi.tif --model m.pt -o labels.tif --instances cells.tif --instance-of 255\n"
+        "napari-unet predict stacks/ --model m.pt -o out/ --instances --instance-of 2 --measurements",
         parents=[shared],
     )
     p.add_argument(
@@ -356,6 +443,45 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         help="tiles per forward pass, or auto (default)",
     )
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
+    objects = p.add_argument_group("objects (instance segmentation of one class)")
+    objects.add_argument(
+        "--instances",
+        nargs="?",
+        const=True,
+        metavar="INSTANCES.tif",
+        help="also write the objects of the class --instance-of as uint32 ids unique over the stack: to "
+        "INSTANCES.tif, or with no file name (the only form with several inputs) as NAME_instances.tif next to "
+        "each labels file",
+    )
+    objects.add_argument(
+        "--instance-of",
+        type=int,
+        metavar="VALUE",
+        help="label value of the object class (255 for ISBI cells, 2 for mitochondria painted as class 2)",
+    )
+    objects.add_argument(
+        "--instances-3d",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="3D watershed with the voxel size (yes), or 2D per section linked across sections by overlap (no); "
+        "auto (default): 2D + link when the Z step is more than twice the pixel size",
+    )
+    objects.add_argument(
+        "--instance-preset",
+        choices=["auto", "cells", "blobs"],
+        default="auto",
+        help="watershed settings: cells between membranes, or blobs (mitochondria, nuclei); auto (default) "
+        "takes cells when the class covers more than 30%% of the predicted pixels",
+    )
+    objects.add_argument(
+        "--measurements",
+        nargs="?",
+        const=True,
+        metavar="FILE.csv",
+        help="also write one CSV row per object (label, area/volume and centroid in the voxel size's units, mean "
+        "probability, slices spanned): to FILE.csv, or with no file name as NAME_objects.csv next to each labels "
+        "file",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -368,7 +494,9 @@ def _add_evaluate(sub) -> None:
         "(a model trained on strokes), 0 in the ground truth means 'not annotated' and is left out, and the "
         "output says so.",
         "napari-unet evaluate labels.tif truth.tif --foreground 0 --slices 25:30\n"
-        "napari-unet evaluate labels.tif strokes.tif",
+        "napari-unet evaluate labels.tif strokes.tif\n"
+        "napari-unet evaluate cells.tif truth.tif --instance-of 255            # objects: Rand, VOI, F1\n"
+        "napari-unet evaluate mito_ids.tif mito_truth_ids.tif --instances --instances-3d",
     )
     p.add_argument("prediction", help="labels TIFF written by napari-unet predict")
     p.add_argument("ground_truth", help="labels TIFF of the same shape")
@@ -376,6 +504,24 @@ def _add_evaluate(sub) -> None:
         "--foreground", type=int, help="label value of the membrane/boundary class (default: guessed)"
     )
     p.add_argument("--slices", metavar="A:B", help="evaluate slices A..B-1 only")
+    p.add_argument(
+        "--instance-of",
+        type=int,
+        metavar="VALUE",
+        help="also score objects: adapted Rand error, VOI split/merge and object F1 at IoU 0.5, restricted to the "
+        "ground truth's foreground; a semantic file's objects are the connected components of VALUE, a file of "
+        "many ids (napari-unet predict --instances) is taken as it is",
+    )
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="both files are instance labels (ids; 0 = background): score objects only",
+    )
+    p.add_argument(
+        "--instances-3d",
+        action="store_true",
+        help="score 3D objects of the stack (default: 2D objects slice by slice, as ISBI 2012 scores)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 

@@ -7,7 +7,7 @@ sections by overlap (serial sections), or as one 3D volume with the voxel size (
 
 Rooms: ``_config`` (the frozen :class:`InstanceConfig` and its presets), ``_watershed`` (one image or volume),
 ``_link`` (ids and linking across sections), ``_run`` (the stack generator and its sync twin), ``_measure``
-(the per-object table and its CSV).
+(the per-object table and its CSV), ``_predicted`` (objects of a U-Net prediction).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._config import INSTANCE_PRESETS, InstanceConfig
 from ._link import IdCounter, link_to_previous
 from ._measure import measure_objects, measurement_headers, write_measurements_csv
+from ._predicted import CELLS_SHARE, ObjectsRequest, PredictedObjects, choose_preset, objects_of_prediction
 from ._run import (
     ANISOTROPY_FOR_2D,
     InstanceProgress,
@@ -27,6 +28,11 @@ from ._run import (
 from ._watershed import watershed_objects
 
 __all__ = [
+    "CELLS_SHARE",
+    "ObjectsRequest",
+    "PredictedObjects",
+    "choose_preset",
+    "objects_of_prediction",
     "ANISOTROPY_FOR_2D",
     "INSTANCE_PRESETS",
     "IdCounter",
