@@ -57,6 +57,8 @@ def predicted(tiny_stack, base_model, tmp_path_factory):
         "2",
         "--measurements",
         files["csv"],
+        "--instance-min-size",
+        "20",
     )
     assert code == 0
     return files
@@ -76,7 +78,10 @@ def test_instances_are_the_module_applied_to_the_probabilities(predicted, capsys
     # discs cover a small share of the image: the auto preset is "blobs"
     assert choose_preset(probs[:, 1]) == "blobs"
     expected = instances_from_probability_sync(
-        probs[:, 1], voxel_size=(0.05, 0.004, 0.004), mode="auto", config=InstanceConfig.preset("blobs")
+        probs[:, 1],
+        voxel_size=(0.05, 0.004, 0.004),
+        mode="auto",
+        config=InstanceConfig.preset("blobs", min_size=20),
     )
     assert expected.mode == "2d"
     np.testing.assert_array_equal(instances, expected.labels)
@@ -162,7 +167,17 @@ def test_batch_instances_flag_writes_next_to_each_labels_file(tiny_stack, base_m
         (folder / name).write_bytes(img_path.read_bytes())
     assert (
         _predict(
-            folder, "--model", base_model, "-o", out, "--instances", "--instance-of", "2", "--measurements"
+            folder,
+            "--model",
+            base_model,
+            "-o",
+            out,
+            "--instances",
+            "--instance-of",
+            "2",
+            "--measurements",
+            "--instance-min-size",
+            "20",
         )
         == 0
     )

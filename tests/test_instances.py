@@ -45,7 +45,7 @@ def test_touching_blobs_are_split():
     truth = _discs(centres=((32, 22), (32, 42)), radius=11)
     p = ndimage.gaussian_filter((truth > 0).astype(np.float32), 1)
     assert ndimage.label(p > 0.5)[1] == 1
-    labels = watershed_objects(p, InstanceConfig.preset("blobs"))
+    labels = watershed_objects(p, InstanceConfig.preset("blobs", min_size=20))
     assert labels.dtype == np.int32 and labels.max() == 2
     left, right = labels[32, 15], labels[32, 49]
     assert left != right and left > 0 and right > 0
@@ -101,7 +101,9 @@ def test_linking_follows_objects_across_sections_and_ids_are_unique():
     b = _discs(centres=((21, 21), (20, 45), (46, 32)))
     c = _discs(centres=((22, 22), (46, 10)))
     p = np.stack([ndimage.gaussian_filter((s > 0).astype(np.float32), 1) for s in (a, b, c)])
-    gen = instances_from_probability(p, voxel_size=(50, 4, 4), config=InstanceConfig.preset("blobs"))
+    gen = instances_from_probability(
+        p, voxel_size=(50, 4, 4), config=InstanceConfig.preset("blobs", min_size=20)
+    )
     records = []
     while True:
         try:
@@ -118,7 +120,7 @@ def test_linking_follows_objects_across_sections_and_ids_are_unique():
     assert lab[2, 46, 10] not in set(np.unique(lab[:2]).tolist())
     assert result.n_objects == 4 == len(np.unique(lab)) - 1
     unlinked = instances_from_probability_sync(
-        p, mode="2d", link=False, config=InstanceConfig.preset("blobs")
+        p, mode="2d", link=False, config=InstanceConfig.preset("blobs", min_size=20)
     )
     assert unlinked.n_objects == 7 == len(np.unique(unlinked.labels)) - 1
 
@@ -191,7 +193,7 @@ def test_measurements_in_physical_units(tmp_path):
 
 
 def test_config_checks_and_presets():
-    assert InstanceConfig.preset("blobs").landscape == "distance"
+    assert InstanceConfig.preset("blobs").min_size == 1000
     assert InstanceConfig.preset("cells", h=3).h == 3
     with pytest.raises(ValueError, match="unknown instance preset"):
         InstanceConfig.preset("nuclei")

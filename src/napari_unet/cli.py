@@ -216,6 +216,7 @@ def _objects_request(args: argparse.Namespace):
         mode=args.instances_3d,
         preset=args.instance_preset,
         measure=args.measurements is not None,
+        min_size=args.instance_min_size,
     )
 
 
@@ -472,6 +473,12 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         default="auto",
         help="watershed settings: cells between membranes, or blobs (mitochondria, nuclei); auto (default) "
         "takes cells when the class covers more than 30%% of the predicted pixels",
+    )
+    objects.add_argument(
+        "--instance-min-size",
+        type=_int_at_least("instance-min-size", 0),
+        metavar="N",
+        help="smallest object in pixels (voxels in 3D); default from the preset (cells 30, blobs 1000)",
     )
     objects.add_argument(
         "--measurements",

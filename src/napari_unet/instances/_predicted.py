@@ -6,6 +6,7 @@ choose the preset (cells or blobs) when asked to, cut the objects, measure them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,8 @@ class ObjectsRequest:
         Explicit watershed parameters.
     measure : bool
         Also compute the per-object table.
+    min_size : int, optional
+        Smallest object in pixels (voxels in 3D), replacing the preset's (``blobs``: 1000, tuned at ~5 nm).
     """
 
     value: int
@@ -47,6 +50,7 @@ class ObjectsRequest:
     preset: str = "auto"
     config: InstanceConfig | None = None
     measure: bool = False
+    min_size: int | None = None
 
 
 def choose_preset(probability: Any, preset: str = "auto", threshold: float = 0.5) -> str:
@@ -99,6 +103,8 @@ def objects_of_prediction(
     prob = class_probability(probabilities, label_values, request.value)
     preset = "custom" if request.config is not None else choose_preset(prob, request.preset)
     config = request.config or InstanceConfig.preset(preset)
+    if request.min_size is not None:
+        config = dataclasses.replace(config, min_size=int(request.min_size))
     result = yield from instances_from_probability(
         prob, voxel_size=voxel_size, mode=request.mode, config=config
     )
