@@ -86,7 +86,7 @@ def test_mode_from_voxel_size():
     assert resolve_mode("auto", (50, 4, 4), 3) == "2d"
     assert resolve_mode("auto", (5, 5, 5), 3) == "3d"
     assert resolve_mode("auto", (8, 5, 5), 3) == "3d"
-    assert resolve_mode("auto", None, 3) == "3d"
+    assert resolve_mode("auto", None, 3) == "2d"  # unknown voxel size: the safe choice
     assert resolve_mode("auto", None, 2) == "2d"
     assert resolve_mode("no", (5, 5, 5), 3) == "2d" and resolve_mode("yes", (50, 4, 4), 3) == "3d"
     with pytest.raises(ValueError, match="auto, 2d or 3d"):

@@ -413,7 +413,7 @@ def write_objects(job: Job, objects: Any, scale: Sequence[float], units: Any, *,
 
 
 def _objects(
-    job: Job, index: int, n_jobs: int, done: int, total: int, result: Any, meta: Any, scale, objects
+    job: Job, index: int, n_jobs: int, done: int, total: int, result: Any, meta: Any, scale, units, objects
 ):
     """The objects of one file's prediction, re-yielded as batch progress (``"objects z/n"``)."""
     from .instances import objects_of_prediction
@@ -422,10 +422,20 @@ def _objects(
 
     def record(rec: Any) -> BatchProgress:
         return BatchProgress(
-            "slice", index, n_jobs, job, done + rec.fraction * 0.999, total, f"objects {rec.done}/{rec.total}"
+            # the file's slices are predicted: the bar stays there while the message counts the object slices
+            "slice",
+            index,
+            n_jobs,
+            job,
+            done,
+            total,
+            f"objects {rec.done}/{rec.total}",
         )
 
-    run = objects_of_prediction(result.probabilities, values, objects, voxel_size=tuple(scale))
+    # a file without a voxel size reads as all ones and no units: unknown, so auto takes 2D + link
+    known = any(units) if isinstance(units, (list, tuple)) else bool(units)
+    voxel_size = tuple(scale) if known else None
+    run = objects_of_prediction(result.probabilities, values, objects, voxel_size=voxel_size)
     return (yield from relay(run, record))
 
 
@@ -504,7 +514,16 @@ def predict_batch(
             found = None
             if objects is not None:
                 found = yield from _objects(
-                    job, index, len(jobs), done, sum(counts), result, meta, scale, objects
+                    job,
+                    index,
+                    len(jobs),
+                    done + counts[index],
+                    sum(counts),
+                    result,
+                    meta,
+                    scale,
+                    units,
+                    objects,
                 )
                 write_objects(job, found, scale, units, overwrite=overwrite)
         except Exception as err:  # one bad file must not cost the others (GeneratorExit is not caught)

@@ -75,8 +75,9 @@ def resolve_mode(mode: str, voxel_size: Sequence[float] | None, ndim: int) -> st
     """``"2d"`` or ``"3d"`` for ``mode`` in ``auto`` / ``2d`` / ``3d`` (also ``no`` / ``yes``).
 
     ``auto`` picks 3D for a stack whose Z step is at most :data:`ANISOTROPY_FOR_2D` times its finest XY pixel
-    (FIB-SEM), 2D + link otherwise (serial sections) and for a single image. Without a voxel size a stack is
-    taken as isotropic.
+    (FIB-SEM), 2D + link otherwise (serial sections) and for a single image. Without a voxel size (unknown)
+    a stack gets 2D + link too: it is right for serial sections and still sound on isotropic data, whereas a 3D
+    watershed across 50 nm sections would merge neighbours.
 
     Raises
     ------
@@ -93,7 +94,7 @@ def resolve_mode(mode: str, voxel_size: Sequence[float] | None, ndim: int) -> st
     if mode != "auto":
         return mode
     if voxel_size is None or len(voxel_size) < 3:
-        return "3d"
+        return "2d"
     z, y, x = (float(v) for v in voxel_size[-3:])
     return "2d" if z > ANISOTROPY_FOR_2D * min(y, x) else "3d"
 
