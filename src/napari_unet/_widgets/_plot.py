@@ -8,6 +8,7 @@ napari-unet free of matplotlib. The loss uses the left axis (linear, from 0), th
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from qtpy.QtCore import QPointF, QRectF, Qt, QTimer
@@ -19,6 +20,8 @@ __all__ = ["CurvePlot"]
 LOSS_COLOR = QColor(80, 170, 255)
 SMOOTH_COLOR = QColor(150, 210, 255)
 VAL_COLOR = QColor(255, 160, 40)
+#: seconds between two repaints while points arrive (each repaint recomposes the window: costly without a GPU)
+REPAINT_INTERVAL = 0.5
 
 
 def _nice_max(value: float) -> float:
@@ -96,15 +99,25 @@ class CurvePlot(QWidget):
         self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Training loss (blue, left axis) and validation score (orange, right axis, 0–1).")
-        # Points may arrive hundreds of times a second: repaint at most every 100 ms.
-        self._repaint = QTimer(self)
-        self._repaint.setSingleShot(True)
-        self._repaint.setInterval(250)
-        self._repaint.timeout.connect(self.update)
+        # Points may arrive hundreds of times a second: repaint at most every REPAINT_INTERVAL, asked for in the
+        # call that brought the point, so that Qt paints it with whatever else that event changed (the status
+        # line) in one composition of the window; the timer paints the last points when no more arrive.
+        self._painted_at = -math.inf
+        self._trailing = QTimer(self)
+        self._trailing.setSingleShot(True)
+        self._trailing.setInterval(int(REPAINT_INTERVAL * 1000))
+        self._trailing.timeout.connect(self._repaint_now)
+
+    def _repaint_now(self) -> None:
+        self._painted_at = time.monotonic()
+        self._trailing.stop()
+        self.update()
 
     def _schedule(self) -> None:
-        if not self._repaint.isActive():
-            self._repaint.start()
+        if time.monotonic() - self._painted_at >= REPAINT_INTERVAL:
+            self._repaint_now()
+        elif not self._trailing.isActive():
+            self._trailing.start()
 
     # -- data ----------------------------------------------------------------------------------------------------
 

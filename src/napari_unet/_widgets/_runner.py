@@ -5,7 +5,9 @@ A widget hands :meth:`Runner.start` a *job*: a zero-argument generator function 
 a result. The runner
 
 * turns the widget's Run button into "Cancel" while the job runs, and back afterwards;
-* shows a progress bar in napari's activity dock, fed from the yielded records through ``describe``;
+* shows a progress bar in napari's activity dock, fed from the yielded records through ``describe`` at most
+  :data:`BAR_INTERVAL` apart, and holds napari's animated "in progress" indicator still meanwhile (see
+  :func:`_still_spinners`: animated, it took about half a core from the job under a software OpenGL renderer);
 * cancels *cooperatively*: :meth:`Runner.cancel` (or the cancel button of napari's task status) throws
   :class:`Cancelled` into the job at its next ``yield``. A job that wants to keep partial work (training keeps its
   best model) catches it, closes its engine generator and returns a result; otherwise the job ends and
@@ -39,7 +41,7 @@ __all__ = ["Cancelled", "Outcome", "Runner", "Step", "in_background", "read_or_r
 
 T = TypeVar("T")
 
-BAR_INTERVAL = 0.25  # seconds between progress-bar updates (each one repaints the window)
+BAR_INTERVAL = 0.5  # seconds between progress-bar updates (each one may repaint the window)
 
 
 def read_or_report(read: Callable[[], T], status: Label) -> T | None:
@@ -66,6 +68,40 @@ def in_background(func: Callable[[], Any], name: str) -> threading.Thread:
     thread = threading.Thread(target=quietly, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def _still_spinners() -> list:
+    """Pause napari's animated "in progress" indicator(s) (the status bar's loading GIF); returns the movies paused.
+
+    napari starts that GIF (33 frames/s) whenever a progress bar exists. Each frame repaints the main window,
+    whose OpenGL canvas makes every repaint a full composition: without a GPU (software rendering, as on a
+    virtual display or a remote desktop) the animation alone cost 3.5 s of CPU per 8 s, paused 0.2 s, and the
+    job shares those cores. A still indicator still says a task runs; the dock's status line and curve move.
+    """
+    from napari.resources import LOADING_GIF_PATH
+    from qtpy.QtGui import QMovie
+    from qtpy.QtWidgets import QApplication, QLabel
+
+    paused = []
+    for top in QApplication.topLevelWidgets():
+        for label in top.findChildren(QLabel):
+            movie = label.movie()
+            if (
+                movie is not None
+                and movie.fileName() == str(LOADING_GIF_PATH)
+                and movie.state() == QMovie.MovieState.Running
+            ):
+                movie.setPaused(True)
+                paused.append(movie)
+    return paused
+
+
+def _resume(movies: list) -> None:
+    """Let the indicators :func:`_still_spinners` paused move again (napari hides them once no bar is left)."""
+    for movie in movies:
+        with contextlib.suppress(RuntimeError):  # deleted with its window
+            if movie.state() == movie.MovieState.Paused:
+                movie.setPaused(False)
 
 
 class _CooperativeWorker(GeneratorWorker):
@@ -117,6 +153,7 @@ class Runner:
         self.worker: GeneratorWorker | None = None
         self._cancel = threading.Event()
         self._pbar: napari_progress | None = None
+        self._paused_spinners: list = []
         self._callbacks: dict[str, Callable | None] = {}
         self._describe: Callable[[Any], Step | None] | None = None
         self._alive = True
@@ -184,6 +221,9 @@ class Runner:
         self._callbacks = {"yield": on_yield, "done": on_done, "cancelled": on_cancelled, "error": on_error}
         self._describe = describe
         self._pbar = napari_progress(total=total or 0, desc=self.task) if show_progress else None
+        if self._pbar is not None:  # creating it started napari's "in progress" animation (in this thread)
+            with contextlib.suppress(Exception):  # should napari draw its indicator otherwise, it just spins
+                self._paused_spinners = _still_spinners()
         self._bar_time = -BAR_INTERVAL
         worker = create_worker(
             drive,
@@ -256,7 +296,7 @@ class Runner:
         if self._describe is not None and self._pbar is not None:
             step = self._describe(record)
             now = time.monotonic()
-            # A progress bar redrawn hundreds of times a second would starve the event loop: at most 10 Hz.
+            # A progress bar redrawn hundreds of times a second would starve the event loop: at most 2 Hz.
             if step is not None and now - self._bar_time >= BAR_INTERVAL:
                 self._bar_time = now
                 self._update_bar(step)
@@ -321,6 +361,8 @@ class Runner:
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+        _resume(self._paused_spinners)
+        self._paused_spinners = []
         self.worker = None
         if self._alive:
             with contextlib.suppress(RuntimeError):
