@@ -104,11 +104,34 @@ def _score(pred: np.ndarray, truth: np.ndarray, per_slice: bool, seconds: float)
     return {**{k: m[k] for k in keep}, "s_per_slice": seconds / len(pred)}
 
 
-def _watershed(prob: np.ndarray, spec: dict, config) -> tuple[np.ndarray, float]:
+def _spans(pred: np.ndarray, truth: np.ndarray) -> dict:
+    """Sections spanned by matched 3D objects: mean over matches of |pred span - true span| and the true span."""
+    from napari_unet.instances import measure_objects
+    from napari_unet.metrics import match_objects
+
+    m = match_objects(pred, truth)
+    if not m["n_matched"]:
+        return {"span_true": math.nan, "span_abs_diff": math.nan}
+    t_tab, p_tab = measure_objects(truth), measure_objects(pred)
+    t_span = dict(zip(t_tab["label"].tolist(), t_tab["n_slices"].tolist(), strict=True))
+    p_span = dict(zip(p_tab["label"].tolist(), p_tab["n_slices"].tolist(), strict=True))
+    diffs, trues = [], []
+    for g in t_span:  # each true object's best partner above IoU 0.5 (unique there)
+        overlap = pred[truth == g]
+        ids, counts = np.unique(overlap[overlap > 0], return_counts=True)
+        for p, inter in zip(ids.tolist(), counts.tolist(), strict=True):
+            union = np.count_nonzero(truth == g) + np.count_nonzero(pred == p) - inter
+            if inter / union >= 0.5:
+                diffs.append(abs(p_span[p] - t_span[g]))
+                trues.append(t_span[g])
+    return {"span_true": float(np.mean(trues)), "span_abs_diff": float(np.mean(diffs))}
+
+
+def _watershed(prob: np.ndarray, spec: dict, config, mode: str = "auto") -> tuple[np.ndarray, float]:
     from napari_unet.instances import instances_from_probability_sync
 
     start = time.perf_counter()
-    result = instances_from_probability_sync(prob, voxel_size=spec["voxel"], mode="auto", config=config)
+    result = instances_from_probability_sync(prob, voxel_size=spec["voxel"], mode=mode, config=config)
     return np.asarray(result.labels), time.perf_counter() - start
 
 
@@ -155,17 +178,20 @@ def run(name: str, model: Path, tune: bool) -> list[dict]:
             "split": split,
             "method": "connected components",
             **_score(cc, truth, spec["per_slice"], time.perf_counter() - start),
+            **({} if spec["per_slice"] else _spans(cc, truth)),
         }
     )
-    configs = [("watershed (preset)", InstanceConfig.preset(spec["preset"]))]
+    configs = [("watershed (preset)", InstanceConfig.preset(spec["preset"]), "auto")]
+    if not spec["per_slice"]:  # a 3D data set: also 2D per section + linking, scored as 3D objects
+        configs.append(("watershed 2D + link (preset)", InstanceConfig.preset(spec["preset"]), "2d"))
     if tune:
         t0, t1 = spec["tune"]
         _, prob_t = _probabilities(model, images[t0:t1], spec["value"])
         truth_t = instances_of(labels[t0:t1], spec["value"], per_slice=spec["per_slice"])
         best = _tune(prob_t, truth_t, spec)
-        configs.append((f"watershed (tuned on {t0}-{t1 - 1})", best))
-    for method, config in configs:
-        ws, seconds = _watershed(prob, spec, config)
+        configs.append((f"watershed (tuned on {t0}-{t1 - 1})", best, "auto"))
+    for method, config, mode in configs:
+        ws, seconds = _watershed(prob, spec, config, mode)
         rows.append(
             {
                 "data": name,
@@ -173,6 +199,7 @@ def run(name: str, model: Path, tune: bool) -> list[dict]:
                 "method": method,
                 "config": repr(config),
                 **_score(ws, truth, spec["per_slice"], seconds),
+                **({} if spec["per_slice"] else _spans(ws, truth)),
             }
         )
     return rows
@@ -193,6 +220,12 @@ def table(rows: list[dict]) -> str:
             f"({_fmt(r['voi_split'])} / {_fmt(r['voi_merge'])}) | {_fmt(r['f1'])} | {_fmt(r['mean_matched_iou'])} "
             f"| {r['n_true']} / {r['n_pred']} | {r['s_per_slice']:.3f} |"
         )
+    for r in rows:
+        if "span_true" in r:
+            lines.append(
+                f"\n{r['data']} {r['method']}: matched 3D objects span {_fmt(r['span_true'])} sections in the truth "
+                f"on average, the prediction's differ by {_fmt(r['span_abs_diff'])} sections"
+            )
     return "\n".join(lines)
 
 
