@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from ._console import predict_batch_with_progress, train_to_file
+from ._openmp import calm_openmp
 from .config import DEFAULT_MINUTES, PRESETS, TrainConfig, parse_auto_int
 
 
@@ -465,7 +466,8 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         choices=["auto", "yes", "no"],
         default="auto",
         help="3D watershed with the voxel size (yes), or 2D per section linked across sections by overlap (no); "
-        "auto (default): 2D + link when the Z step is more than twice the pixel size",
+        "auto (default): 2D + link when the Z step is more than twice the pixel size or the file has no voxel "
+        "size, 3D otherwise",
     )
     objects.add_argument(
         "--instance-preset",
@@ -569,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    calm_openmp()  # before torch loads: idle OpenMP threads sleep instead of spinning (see napari_unet._openmp)
     try:
         if getattr(args, "threads", None):
             import torch

@@ -67,9 +67,10 @@ PREVIEW_LAYER = "U-Net preview"
 #: the widget's presets → the engine's preset names (``napari_unet.config.PRESETS``); the values the controls show
 #: are read from the engine's preset when one is chosen
 PRESETS: dict[str, str] = {"fast — CPU": "fast-cpu", "accurate — GPU": "accurate-gpu"}
-#: validate (and so checkpoint, and refresh the preview) as often as the engine allows: it stretches the interval
-#: by itself so that validation takes at most ~10 % of the time
-VAL_EVERY = 10
+#: validate (and so checkpoint, and refresh the preview) every 25 iterations (a few seconds on a CPU); the engine
+#: stretches the interval by itself so that validation takes at most ~10 % of the time. Every 10 cost the widget
+#: about 15 % of its iterations against the CLI's 50 (benchmarks/widget_vs_cli.py --widget-defaults: 0.76)
+VAL_EVERY = 25
 
 
 class _Group(Container):

@@ -18,8 +18,6 @@ runs, and is tested, without a viewer: ``napari_unet.generators.drain(train_job(
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_unet._openmp import calm_openmp  # re-exported: the widgets' entry points call it
 from napari_unet.config import TrainConfig
 
 from ._jobs import Cancelled, Step
@@ -53,21 +52,6 @@ __all__ = [
 LIVE_REFRESH_SECONDS = 1.0
 #: previews of new weights on the same slice take at most this share of the run (training waits while one runs)
 PREVIEW_SHARE = 0.1
-
-
-def calm_openmp() -> None:
-    """Let torch's OpenMP threads sleep, not spin, while they wait for work; call before torch is imported.
-
-    In napari's process the GUI thread (and, under a software OpenGL renderer, its render threads) shares the cores
-    with torch's intra-op threads. By default libgomp keeps idle threads spinning for a while after each parallel
-    region, so on a busy CPU the threads of a team, the window and the patch prefetch thread take turns, and a step
-    waits for a descheduled team member. Measured on 2 cores shared with other jobs: 40 steps of the default network
-    ran at 0.4 it/s with the default policy and 5-6 it/s with a passive one, minutes apart; with the machine nearly
-    idle ``napari-unet train`` made 491 and 492 iterations in 60 s with the two. It only takes effect before libgomp is
-    loaded (with torch), leaves a policy the user set alone, and processes started from napari inherit it.
-    """
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ __all__ = [
 ]
 
 SHORTCUT = "Shift-T"  # Train; again: Cancel (Stop when live)
-STATUS_INTERVAL = 0.25  # seconds between status-line updates
+STATUS_INTERVAL = 0.5  # seconds between status-line updates (the curve redraws with them)
 LOSS_SMOOTHING = (
     0.05  # weight of the newest iteration in the loss the widget shows (about 20 iterations' mean)
 )
