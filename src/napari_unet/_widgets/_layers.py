@@ -118,7 +118,7 @@ def layer_choices(
     return choices
 
 
-_GROUND_TRUTH_NAME = re.compile(r"ground[ _-]?truth|(^|[^a-z])gt([^a-z]|$)|groundtruth", re.IGNORECASE)
+_GROUND_TRUTH_NAME = re.compile(r"ground[ _-]?truth|(^|[^a-z])gt([^a-z]|$)", re.IGNORECASE)
 
 
 def is_ground_truth(layer: Layer) -> bool:
