@@ -42,6 +42,7 @@ def tiny_model(tmp_path):
     from napari_unet.checkpoint import read_checkpoint, save_checkpoint
     from napari_unet.model import UNet
 
+    torch.manual_seed(7)  # the same weights in every run; with these both classes appear in its predictions
     model = UNet(in_channels=1, n_classes=2, depth=2, features=4)
     with torch.no_grad():  # an untrained head says ~0.5 everywhere: sharpen it so that pixels are decided
         model.head.weight.mul_(1000.0)
