@@ -21,7 +21,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = "src/napari_unet/cli.py"
+CLI = "src/napari_unet/cli/_train.py"
+CLI_PREDICT = "src/napari_unet/cli/_predict.py"
+CLI_EVALUATE = "src/napari_unet/cli/_evaluate.py"
 TRAIN_TESTS = ["tests/train"]
 CLI_TESTS = ["tests/test_cli.py"]
 
@@ -52,7 +54,7 @@ BUGS: dict[str, tuple[str, str, str, list[str]]] = {
         "(slice(y0 - cy0 + 1, y1 - cy0 + 1), slice(x0 - cx0, x1 - cx0))",
         TRAIN_TESTS,
     ),
-    "cli-ignores-tta": (CLI, '"tta": args.tta}', '"tta": False}', CLI_TESTS),
+    "cli-ignores-tta": (CLI_PREDICT, '"tta": args.tta}', '"tta": False}', CLI_TESTS),
     "cli-ignores-init": (CLI, "init=args.init,", "init=None,", CLI_TESTS),
     "cli-ignores-dense": (CLI, '"dense": args.dense or None,', '"dense": None,', CLI_TESTS),
     "cli-ignores-val-slices": (
@@ -66,7 +68,7 @@ BUGS: dict[str, tuple[str, str, str, list[str]]] = {
     "cli-ignores-seed": (CLI, '"seed": args.seed,', '"seed": None,', CLI_TESTS),
     "cli-ignores-lr": (CLI, '"lr": args.lr,', '"lr": None,', CLI_TESTS),
     "cli-ignores-minutes": (CLI, '"minutes": args.minutes,', '"minutes": None,', CLI_TESTS),
-    "cli-evaluate-ignores-slices": (CLI, "pred, gt = pred[start:stop], gt[start:stop]", "pass", CLI_TESTS),
+    "cli-evaluate-ignores-slices": (CLI_EVALUATE, "pred, gt = pred[start:stop], gt[start:stop]", "pass", CLI_TESTS),
 }
 
 

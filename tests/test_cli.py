@@ -211,7 +211,7 @@ def test_budget_reaches_the_trainer(tiny_stack, tmp_path, monkeypatch, budget, m
         seen.update(config=config, **kwargs)
         return None  # as if interrupted at once
 
-    monkeypatch.setattr(cli, "train_to_file", fake_train_to_file)
+    monkeypatch.setattr(cli._train, "train_to_file", fake_train_to_file)
     img_path, lab_path, *_ = tiny_stack
     assert main(["train", str(img_path), str(lab_path), "-o", str(tmp_path / "m.pt"), *budget]) == 130
     assert seen["config"] == TrainConfig.preset("fast-cpu", minutes=minutes, iterations=iterations)

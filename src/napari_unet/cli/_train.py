@@ -1,0 +1,105 @@
+"""``napari-unet train``: a model from an image stack and its labels."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from .._console import train_to_file
+from ..config import DEFAULT_MINUTES, PRESETS, TrainConfig
+from ._common import CLIError, _check_input, _check_output, _command, _load_image, _parse_slices
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`TrainConfig` that ``napari-unet train`` runs: the preset with the options given on top."""
+    options = {
+        "dense": args.dense or None,
+        "depth": args.depth,
+        "features": args.features,
+        "patch": args.patch,
+        "batch_size": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "device": args.device,
+        "padding": args.padding,
+        "iterations": args.iterations,
+        "minutes": args.minutes,
+        "val_slices": _parse_slices(args.val_slices, "--val-slices"),
+        "start": "scratch" if args.from_scratch else None,
+    }
+    config = TrainConfig.preset(
+        args.preset or "fast-cpu", **{key: value for key, value in options.items() if value is not None}
+    )
+    if config.iterations is None and config.minutes is None:
+        config = dataclasses.replace(config, minutes=DEFAULT_MINUTES)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = _check_output(args.output, args.overwrite)
+    image, scale, _ = _load_image(_check_input(args.image))
+    labels, _, _ = _load_image(_check_input(args.labels))
+    if tuple(image.shape) != tuple(labels.shape):
+        raise CLIError(
+            f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must have the same shape"
+        )
+    result = train_to_file(image, labels, _train_config(args), out, init=args.init, voxel_size=scale)
+    if result is None:  # interrupted; train_to_file said what it kept
+        return 130
+    hist = result.history or {}
+    val = hist.get("val_mean_dice") or hist.get("val_dice") or []
+    n_it = (hist.get("iteration") or [0])[-1] if hist.get("iteration") else 0
+    msg = f"saved {out} ({n_it} iterations"
+    if val:
+        msg += f", best validation Dice {max(val):.3f}"
+        label = (result.meta or {}).get("extra", {}).get("validation_label")
+        msg += f" on {label}" if label else ""  # e.g. "on held-out strokes (9 of 68, ...)"
+    print(msg + ")")
+    return 0
+
+
+def _add_train(sub, shared: argparse.ArgumentParser) -> None:
+    p = _command(
+        sub,
+        "train",
+        "train a U-Net from an image stack and a labels stack",
+        "Labels are sparse strokes by default (0 = not annotated, 1..K = classes); a new model starts from the "
+        "EM-pretrained body shipped with napari-unet. Prints the setup (classes, validation split, patch, device, "
+        "start), then progress; Ctrl-C keeps the best model so far.",
+        f"napari-unet train stack.tif strokes.tif -o model.pt            # {DEFAULT_MINUTES:g} minutes\n"
+        "napari-unet train stack.tif truth.tif -o model.pt --dense --minutes 10\n"
+        "napari-unet train stack.tif more_strokes.tif -o model2.pt --init model.pt --minutes 0.5",
+        parents=[shared],
+    )
+    p.add_argument("image", help="image TIFF, (Y, X) or (Z, Y, X)")
+    p.add_argument("labels", help="labels TIFF of the same shape (0 = not annotated unless --dense)")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.pt", help="where to save the best model")
+    p.add_argument(
+        "--dense", action="store_true", help="every label value is a class (e.g. ground truth 0/255)"
+    )
+    p.add_argument("--val-slices", metavar="A:B", help="hold out slices A..B-1 for validation")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--minutes", type=float, help=f"time budget (default {DEFAULT_MINUTES:g} when no budget is given)"
+    )
+    budget.add_argument("--iterations", type=int, help="iteration budget")
+    p.add_argument(
+        "--preset", choices=list(PRESETS), help="start from a preset configuration (default fast-cpu)"
+    )
+    p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
+    p.add_argument("--features", type=int, help="feature maps at the first level")
+    p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
+    p.add_argument("--patch", type=int, help="training patch side in pixels")
+    p.add_argument("--batch", type=int, help="patches per iteration")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="random seed")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
+        "--init", metavar="MODEL.pt", help="fine-tune from this checkpoint (keeps its classes)"
+    )
+    start.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from random weights instead of the EM-pretrained model (the default start of a new model)",
+    )
+    p.set_defaults(func=cmd_train)
