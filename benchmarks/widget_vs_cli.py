@@ -9,8 +9,8 @@ pessimistic case)::
 Both sides train on the same data: the bundled sample's slices 0 and 5 (ISBI 2012, 512 x 512) with the scribbles of
 ``scripts/make_screenshots.py`` on both (membrane 1, cell interior 2), nothing of the other slices. Both use the
 ``fast-cpu`` preset, its patch and batch, the EM-pretrained start, automatic validation (slice 5 held out),
-``val_every`` 50 (the CLI's; the widget's control is set to it unless ``--widget-defaults``, which keeps the dock's
-own 25), the device "auto" (CPU here) and torch's default thread count. The widget keeps its live preview on, as a
+``val_every`` 50 (the CLI's, and since the preview stopped waiting for validations also the dock's; without
+``--widget-defaults`` the widget's control is set to it explicitly), the device "auto" (CPU here) and torch's default thread count. The widget keeps its live preview on, as a
 user has it.
 
 * CLI: ``napari-unet train IMG STROKES -o M.pt --minutes S/60`` in a fresh process; its iterations are read from
@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--widget-defaults",
         action="store_true",
-        help="leave the widget's 'validate every' as the dock opens (25) instead of the CLI's 50",
+        help="leave the widget's controls as the dock opens (validate every 50 since previews take snapshots; "
+        "it was 25 before)",
     )
     parser.add_argument(
         "--variants",

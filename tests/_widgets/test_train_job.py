@@ -66,11 +66,11 @@ def test_job_yields_device_progress_and_previews_of_the_newest_weights(tmp_path,
     assert isinstance(records[0], DeviceInfo) and "CPU" in records[0].text
     iterations = [r.iteration for r in records if getattr(r, "phase", None) == "train"]
     assert iterations == list(range(1, 12))
-    # last.pt is written at each validation (the engine may stretch the interval): with preview_every=0 a preview
-    # follows at the next training iteration
+    # previews do not wait for validations: with preview_every=0 the job asks the engine for a snapshot after every
+    # iteration and previews it at the next one
     validated = [r.iteration for r in records if getattr(r, "phase", None) == "validate" and r.val]
     assert validated[0] == 5 and validated[-1] == 11
-    assert [p.iteration for p in previews] == [it + 1 for it in validated[:-1]]
+    assert [p.iteration for p in previews] == list(range(2, 12))
     assert not [r for r in records if isinstance(r, PreviewFailed)]
 
     assert isinstance(out, TrainOutcome) and not out.cancelled and out.iterations == 11
@@ -78,6 +78,21 @@ def test_job_yields_device_progress_and_previews_of_the_newest_weights(tmp_path,
     assert out.meta["label_values"] == [1, 2]
     assert out.best_iteration in (5, 10, 11)
     assert out.best_score == pytest.approx(out.history["best_val_dice"])
+
+
+def test_previews_come_every_few_seconds_without_waiting_for_a_validation(tmp_path, em_strokes):
+    image, strokes = em_strokes
+    # validation every 1000 iterations: never within the run; the previews come from snapshots alone
+    req = _request(tmp_path, image, strokes, iterations=60, val_every=1000, preview_every=0.05)
+    req.checkpoint_dir.mkdir()
+    records = []
+    drain(train_job(req, lambda: 0), records.append)
+    validated = [r.iteration for r in records if getattr(r, "phase", None) == "validate" and r.val]
+    previews = [r.iteration for r in records if isinstance(r, Preview)]
+    assert validated == [60]  # the final validation only
+    assert previews and previews[-1] < 60
+    # spaced by preview_every, and never of the same weights twice (each asked for a snapshot of its own)
+    assert len(previews) == len(set(previews)) and len(previews) < 60
 
 
 def test_cancel_keeps_the_best_checkpoint_and_drive_says_cancelled(tmp_path, em_strokes):

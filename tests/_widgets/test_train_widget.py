@@ -53,8 +53,11 @@ def _train(qtbot, w):
 
 
 def test_train_from_sparse_strokes_keeps_model_shows_curve_and_preview(
-    make_napari_viewer, qtbot, tmp_path, em_strokes
+    make_napari_viewer, qtbot, tmp_path, em_strokes, monkeypatch
 ):
+    import napari_unet._widgets.train as train_widget
+
+    monkeypatch.setattr(train_widget, "PREVIEW_SECONDS", 0.0)  # 6 tiny iterations take less than a preview interval
     viewer, image, strokes = _viewer_with_data(make_napari_viewer, em_strokes)
     viewer.dims.set_current_step(0, 1)
     w = _widget(viewer)

@@ -33,6 +33,7 @@ from ._jobs import Cancelled, Step
 
 __all__ = [
     "LIVE_REFRESH_SECONDS",
+    "FIRST_PREVIEW_SECONDS",
     "PREVIEW_SHARE",
     "DeviceInfo",
     "LiveStarted",
@@ -52,6 +53,8 @@ __all__ = [
 LIVE_REFRESH_SECONDS = 1.0
 #: previews of new weights on the same slice take at most this share of the run (training waits while one runs)
 PREVIEW_SHARE = 0.1
+#: seconds of training before the first preview (a preview of the very first steps would show noise)
+FIRST_PREVIEW_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -164,12 +167,14 @@ def _outcome_from_folder(folder: Path, *, iterations: int) -> TrainOutcome:
 class Previewer:
     """Predicts the current slice with the weights of the run's newest checkpoint, at most every few seconds.
 
-    The engine writes ``last.pt`` at every validation; a preview is made when that file, or the slice shown in the
-    viewer, changed since the last preview. Training waits while a preview runs (they share the worker thread and
-    the cores), so previews of new weights on the same slice are spaced out to take at most
-    :data:`PREVIEW_SHARE` of the time (a 2048 x 2048 slice on a small CPU would otherwise halve the training);
-    a new slice is previewed as soon as ``preview_every`` allows. The prediction is a generator so that Cancel
-    also interrupts it.
+    A preview is made when ``last.pt``, or the slice shown in the viewer, changed since the last preview. The
+    engine writes ``last.pt`` at every validation and whenever :meth:`wants_snapshot` asks for new weights (the job
+    sends :data:`~napari_unet.train.SNAPSHOT`), so previews do not wait for validations: the dock validates as
+    often as the CLI. Training waits while a preview runs (they share the worker thread and the cores), so
+    previews of new weights on the same slice are spaced out to take at most :data:`PREVIEW_SHARE` of the time (a
+    2048 x 2048 slice on a small CPU would otherwise halve the training); a new slice is previewed as soon as
+    ``preview_every`` allows. The first preview comes :data:`FIRST_PREVIEW_SECONDS` after the start. The prediction is
+    a generator so that Cancel also interrupts it.
 
     Parameters
     ----------
@@ -186,7 +191,9 @@ class Previewer:
         self.req = req
         self.slice_index = slice_index
         self.path = req.checkpoint_dir / LAST_NAME
-        self.last_time = -math.inf
+        # the first preview FIRST_PREVIEW_SECONDS into the run (or preview_every, if shorter), not of the first step
+        wait = min(req.preview_every or 0.0, FIRST_PREVIEW_SECONDS)
+        self.last_time = time.monotonic() - ((req.preview_every or 0.0) - wait)
         self.last_key: tuple | None = None
         self.last_cost = 0.0  # seconds the last preview took
         self.enabled = True
@@ -194,19 +201,39 @@ class Previewer:
     def disable(self) -> None:
         self.enabled = False
 
-    def due(self) -> bool:
+    def _weights(self) -> int | None:
+        """Modification time of ``last.pt`` (None while there is none)."""
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _time_allows(self, same_slice: bool) -> bool:
         every = self.req.preview_every
         if not self.enabled or every is None:
             return False
         since = time.monotonic() - self.last_time
-        if since < every or not self.path.is_file():
+        # new weights on the slice already shown: wait until the last preview's cost is PREVIEW_SHARE of the gap
+        return since >= every and not (
+            same_slice and every > 0 and since < self.last_cost * (1 / PREVIEW_SHARE - 1)
+        )
+
+    def due(self) -> bool:
+        weights = self._weights()
+        if weights is None:
             return False
-        key = (self.path.stat().st_mtime_ns, self.slice_index())
+        key = (weights, self.slice_index())
         if key == self.last_key:
             return False
         same_slice = self.last_key is not None and key[1] == self.last_key[1]
-        # new weights on the slice already shown: wait until the last preview's cost is PREVIEW_SHARE of the gap
-        return not (same_slice and every > 0 and since < self.last_cost * (1 / PREVIEW_SHARE - 1))
+        return self._time_allows(same_slice)
+
+    def wants_snapshot(self) -> bool:
+        """True when a preview of newer weights would be due now but ``last.pt`` holds the ones last shown."""
+        weights = self._weights()
+        if weights is not None and (self.last_key is None or weights != self.last_key[0]):
+            return False  # new weights are there already: due() takes them
+        return self._time_allows(same_slice=True)
 
     def run(self, iteration: int) -> Generator[Any, None, Preview]:
         """Generator: yields ``PredictProgress`` records, returns a :class:`Preview`."""
@@ -253,7 +280,7 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
     """
     calm_openmp()  # the warm-up did it already, unless it has not run; a no-op once torch is loaded
     from napari_unet.device import describe_device, select_device
-    from napari_unet.train import LiveAnnotations, train
+    from napari_unet.train import SNAPSHOT, LiveAnnotations, train
 
     yield DeviceInfo(describe_device(select_device(req.config.device)))
     live = None
@@ -270,23 +297,22 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
         live=live,
     )
     previewer = Previewer(req, slice_index)
-    iteration = 0
+    iteration, reply = 0, None
     try:
         # A relay, not a drain: every record goes on to the GUI, previews go in between, and Cancel is thrown in at
         # these yields, so napari_unet.generators.drain (whose callback cannot yield) does not fit.
         while True:
             try:
-                record = next(gen)
+                record = gen.send(reply)
             except StopIteration as stop:
                 result = stop.value
                 break
-            iteration = int(record.iteration)
+            iteration, reply = int(record.iteration), None
             yield record
-            if record.phase in (
-                "train",
-                "wait",
-            ):  # "wait": live, every stroke erased; the slice may still change
+            if record.phase in ("train", "wait"):  # "wait": live, every stroke erased; the slice may still change
                 yield from previewer.offer(iteration)
+                if record.phase == "train" and previewer.wants_snapshot():
+                    reply = SNAPSHOT  # the engine writes last.pt before its next step; the preview follows
     except Cancelled:
         gen.close()  # the engine saves the last weights (and best.pt if there was none yet)
         return _outcome_from_folder(req.checkpoint_dir, iterations=iteration)

@@ -107,7 +107,7 @@ STATUS_INTERVAL = 0.5  # seconds between status-line updates (the curve redraws 
 LOSS_SMOOTHING = (
     0.05  # weight of the newest iteration in the loss the widget shows (about 20 iterations' mean)
 )
-PREVIEW_SECONDS = 3.0  # at most one preview per this many seconds (new weights arrive with each validation)
+PREVIEW_SECONDS = 3.0  # at most one preview per this many seconds (the engine snapshots the weights for it)
 #: fields of TrainConfig the controls set from the engine's preset (everything else comes from the preset itself)
 UI_FIELDS = ("depth", "features", "patch", "batch_size", "lr")
 

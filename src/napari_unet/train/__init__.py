@@ -44,7 +44,7 @@ from __future__ import annotations
 from ..config import DEFAULT_ITERATIONS, PRESETS, TrainConfig
 from ._data import IGNORE, MAX_CHANNELS, MAX_CLASSES, MAX_LABEL_VALUE
 from ._live import LiveAnnotations
-from ._loop import train, train_sync
+from ._loop import SNAPSHOT, train, train_sync
 from ._loss import class_weights, segmentation_loss
 from ._records import BEST_NAME, LAST_NAME, TrainProgress, TrainResult
 from ._start import pretrained_checkpoint, pretrained_path
@@ -59,6 +59,7 @@ __all__ = [
     "MAX_CLASSES",
     "MAX_LABEL_VALUE",
     "PRESETS",
+    "SNAPSHOT",
     "TrainConfig",
     "TrainProgress",
     "TrainResult",

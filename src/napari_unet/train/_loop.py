@@ -13,9 +13,14 @@ from ._live import LiveAnnotations
 from ._records import TrainProgress, TrainResult
 from ._run import TrainingRun
 
-__all__ = ["train", "train_sync"]
+__all__ = ["SNAPSHOT", "train", "train_sync"]
 
 _WAIT_SECONDS = 0.25  # live training with no stroke left: how often to look for new ones
+
+
+#: the command a consumer sends in reply to a "train" record to have the current weights written to ``last.pt`` now
+#: (the Train widget's preview asks for one when it is due, instead of waiting for the next validation)
+SNAPSHOT = "snapshot"
 
 
 def _is_stop(command: Any) -> bool:
@@ -62,7 +67,8 @@ def train(
     ------
     TrainProgress
         A "setup" record, then one per iteration, records during validation, and a final "done" record. Send
-        ``"stop"`` to end training early and still get the result.
+        ``"stop"`` to end training early and still get the result; send :data:`SNAPSHOT` in reply to a "train"
+        record to have the current weights written to ``last.pt`` (with ``checkpoint_dir``) before the next step.
 
     Returns
     -------
@@ -102,8 +108,11 @@ def _iterate(run: TrainingRun) -> Generator[TrainProgress, Any, bool]:
             continue
         run.step()
         message = run.step_message() + (f"; {note}" if note else "")
-        if _is_stop((yield run.progress("train", message))):
+        command = yield run.progress("train", message)
+        if _is_stop(command):
             return True
+        if command == SNAPSHOT:
+            run.save(run.last_path)
         if not run.validation_due():
             continue
         if run.validator is None:
