@@ -102,6 +102,20 @@ def normalization_from_image(
     }
 
 
+def _fill_non_finite(out: np.ndarray) -> None:
+    """Replace NaN / infinite pixels in place by the mean of the finite ones (per channel plane when the array
+    is ``(C, Y, X)``-like), so the network sees a neutral grey there and the loss stays finite."""
+    bad = ~np.isfinite(out)
+    if not bad.any():
+        return
+    planes = out.reshape(-1, *out.shape[-2:]) if out.ndim >= 2 else out.reshape(1, -1)
+    masks = bad.reshape(planes.shape)
+    for plane, mask in zip(planes, masks, strict=True):
+        if mask.any():
+            finite = plane[~mask]
+            plane[mask] = finite.mean(dtype=np.float64) if finite.size else 0.0
+
+
 def apply_normalization(array: Any, normalization: dict) -> np.ndarray:
     """Map intensities with ``(x - low) / (high - low)`` as float32.
 
@@ -117,7 +131,8 @@ def apply_normalization(array: Any, normalization: dict) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        float32 array of the input's shape (a new array; the input is never modified).
+        float32 array of the input's shape (a new array; the input is never modified). NaN / infinite pixels
+        take the mean of the plane's finite pixels (a 2-D plane's, or each channel's) before the mapping.
 
     Raises
     ------
@@ -130,6 +145,7 @@ def apply_normalization(array: Any, normalization: dict) -> np.ndarray:
     if mode not in NORMALIZATION_MODES:
         raise ValueError(f"unknown normalization mode {mode!r}; expected one of {NORMALIZATION_MODES}")
     out = np.array(array, dtype=np.float32, copy=True)
+    _fill_non_finite(out)
     if mode == "none":
         return out
     try:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..checks import InputError, check_input_file, check_output
 from ..config import parse_auto_int
 
 
@@ -15,22 +16,37 @@ class CLIError(Exception):
     """An error whose message is shown to the user as is (no traceback)."""
 
 
-def _check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise CLIError(f"{path} already exists; pass --overwrite to replace it")
-    if path.parent and not path.parent.exists():
-        raise CLIError(f"the folder {path.parent} does not exist")
-    return path
+def _check_output(
+    path: str | os.PathLike, overwrite: bool, *, inputs=(), suffixes=(), what: str = "output"
+) -> Path:
+    """An output file napari-unet may write (see :func:`napari_unet.checks.check_output`), as a CLIError."""
+    try:
+        return check_output(path, overwrite=overwrite, inputs=inputs, suffixes=suffixes, what=what)
+    except InputError as err:
+        raise CLIError(str(err)) from None
 
 
-def _check_input(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise CLIError(f"{path}: no such file")
-    if path.is_dir():
-        raise CLIError(f"{path} is a folder, expected a TIFF file")
-    return path
+def _check_input(path: str | os.PathLike, what: str = "input") -> Path:
+    """An existing, non-empty input file (see :func:`napari_unet.checks.check_input_file`), as a CLIError."""
+    try:
+        return check_input_file(path, what)
+    except InputError as err:
+        raise CLIError(str(err)) from None
+
+
+def _positive_float(name: str) -> Callable[[str], float]:
+    """argparse type: a finite number greater than 0 (minutes, learning rate)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 and value != float("inf")):
+            raise argparse.ArgumentTypeError(f"{name} must be a number greater than 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def _parse_slices(text: str | None, option: str) -> tuple[int, int] | None:
@@ -73,7 +89,9 @@ def _load_image(path: Path):
     from ..io import read_array, read_tiff
 
     first = read_tiff(path)[0]
-    if first.rgb or "C" in first.axes or "S" in first.axes:
+    if (
+        first.rgb or "C" in first.axes or "S" in first.axes
+    ):  # a stack tifffile saved as planar RGB is no colour
         raise CLIError(
             f"{path}: has colour channels (axes {first.axes}, shape {tuple(first.data.shape)}); the command line "
             "works on single-channel (Z, Y, X) stacks: save one channel per file first"

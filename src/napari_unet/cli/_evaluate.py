@@ -40,18 +40,24 @@ def _instance_arrays(pred, gt, value: int | None, per_slice: bool):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from ..checks import InputError, check_label_dtype, check_slices
     from ..metrics import evaluate, format_metrics
 
-    pred, _, _ = _load_image(_check_input(args.prediction))
-    gt, _, _ = _load_image(_check_input(args.ground_truth))
+    pred_path = _check_input(args.prediction, "prediction")
+    gt_path = _check_input(args.ground_truth, "ground truth")
+    pred, _, _ = _load_image(pred_path)
+    gt, _, _ = _load_image(gt_path)
     if tuple(pred.shape) != tuple(gt.shape):
         raise CLIError(f"prediction {tuple(pred.shape)} and ground truth {tuple(gt.shape)} differ in shape")
-    pred, gt = np.asarray(pred), np.asarray(gt)
-    if args.slices:
-        start, stop = _parse_slices(args.slices, "--slices")
-        pred, gt = pred[start:stop], gt[start:stop]
+    slices = _parse_slices(args.slices, "--slices")
+    try:
+        pred = check_label_dtype(pred, f"prediction {pred_path}")
+        gt = check_label_dtype(gt, f"ground truth {gt_path}")
+        check_slices(slices, pred.shape[0] if pred.ndim == 3 else 1, "--slices")
+    except InputError as err:
+        raise CLIError(str(err)) from None
+    if slices:
+        pred, gt = pred[slices[0] : slices[1]], gt[slices[0] : slices[1]]
     ignore = None
     if not (pred == 0).any() and (gt == 0).any():
         # a model trained on strokes never predicts 0: the ground truth's 0 can only mean "not annotated"

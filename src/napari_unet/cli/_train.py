@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from .._console import train_to_file
 from ..config import DEFAULT_MINUTES, PRESETS, TrainConfig
-from ._common import CLIError, _check_input, _check_output, _command, _load_image, _parse_slices
+from ._common import (
+    CLIError,
+    _check_input,
+    _check_output,
+    _command,
+    _int_at_least,
+    _load_image,
+    _parse_slices,
+    _positive_float,
+)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
@@ -35,15 +45,51 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+def _checked_inputs(args: argparse.Namespace, config: TrainConfig):
+    """Image, labels and voxel size of ``napari-unet train``, every check done before any work starts."""
+    from ..checks import InputError, check_image, check_labels, check_same_shape, check_slices
+
+    image_path = _check_input(args.image, "image")
+    labels_path = _check_input(args.labels, "labels")
+    _check_output(args.output, args.overwrite, inputs=[image_path, labels_path], what="model")
+    if args.init:
+        _check_output(args.output, True, inputs=[_check_input(args.init, "--init model")], what="model")
+    image, scale, _ = _load_image(image_path)
+    labels, _, _ = _load_image(labels_path)
+    try:
+        check_image(image, str(image_path), allow_channels=True, for_training=True)
+        check_same_shape(image, labels, (f"image {image_path}", f"labels {labels_path}"))
+        check_labels(labels, str(labels_path), dense=bool(config.dense), fine_tune=bool(args.init))
+        check_slices(config.val_slices, labels.shape[0] if labels.ndim == 3 else 1)
+        _check_geometry(config)
+    except InputError as err:
+        raise CLIError(str(err)) from None
+    return image, labels, scale
+
+
+def _check_geometry(config: TrainConfig) -> None:
+    """The patch against the smallest input of the U-Net being trained (its geometry: depth and padding)."""
+    from ..checks import check_patch
+    from ..model import UNet
+
+    if config.patch is None:
+        return
+    geometry = UNet(in_channels=1, n_classes=2, depth=config.depth, features=1, padding=config.padding)
+    check_patch(config.patch, geometry.min_input_size)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    out = _check_output(args.output, args.overwrite)
-    image, scale, _ = _load_image(_check_input(args.image))
-    labels, _, _ = _load_image(_check_input(args.labels))
-    if tuple(image.shape) != tuple(labels.shape):
-        raise CLIError(
-            f"image {tuple(image.shape)} and labels {tuple(labels.shape)} must have the same shape"
-        )
-    result = train_to_file(image, labels, _train_config(args), out, init=args.init, voxel_size=scale)
+    from ..device import select_device
+
+    try:
+        config = _train_config(args)
+        config.check()
+        select_device(config.device)  # an unknown or absent device is named before the data is read
+    except (ValueError, RuntimeError) as err:
+        raise CLIError(str(err)) from None
+    out = Path(args.output)
+    image, labels, scale = _checked_inputs(args, config)
+    result = train_to_file(image, labels, config, out, init=args.init, voxel_size=scale)
     if result is None:  # interrupted; train_to_file said what it kept
         return 130
     hist = result.history or {}
@@ -80,19 +126,21 @@ def _add_train(sub, shared: argparse.ArgumentParser) -> None:
     p.add_argument("--val-slices", metavar="A:B", help="hold out slices A..B-1 for validation")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
-        "--minutes", type=float, help=f"time budget (default {DEFAULT_MINUTES:g} when no budget is given)"
+        "--minutes",
+        type=_positive_float("--minutes"),
+        help=f"time budget (default {DEFAULT_MINUTES:g} when no budget is given)",
     )
-    budget.add_argument("--iterations", type=int, help="iteration budget")
+    budget.add_argument("--iterations", type=_int_at_least("--iterations", 1), help="iteration budget")
     p.add_argument(
         "--preset", choices=list(PRESETS), help="start from a preset configuration (default fast-cpu)"
     )
-    p.add_argument("--depth", type=int, help="resolution levels of the U-Net")
-    p.add_argument("--features", type=int, help="feature maps at the first level")
+    p.add_argument("--depth", type=_int_at_least("--depth", 1), help="resolution levels of the U-Net")
+    p.add_argument("--features", type=_int_at_least("--features", 1), help="feature maps at the first level")
     p.add_argument("--padding", choices=["valid", "same"], help="convolution padding")
-    p.add_argument("--patch", type=int, help="training patch side in pixels")
-    p.add_argument("--batch", type=int, help="patches per iteration")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--patch", type=_int_at_least("--patch", 1), help="training patch side in pixels")
+    p.add_argument("--batch", type=_int_at_least("--batch", 1), help="patches per iteration")
+    p.add_argument("--lr", type=_positive_float("--lr"), help="peak learning rate")
+    p.add_argument("--seed", type=_int_at_least("--seed", 0), help="random seed")
     start = p.add_mutually_exclusive_group()
     start.add_argument(
         "--init", metavar="MODEL.pt", help="fine-tune from this checkpoint (keeps its classes)"
