@@ -12,11 +12,13 @@ The package holds one module per sub-command (``_info``, ``_train``, ``_predict`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from .._openmp import calm_openmp
+from ..checks import InputError
 
 # the names cli.py had before it became a package, importable from here as before
 from ._common import (  # noqa: F401
@@ -76,13 +78,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         return int(args.func(args) or 0)
-    except CLIError as err:
+    except (CLIError, InputError) as err:
         print(f"napari-unet {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"napari-unet {args.command}: interrupted", file=sys.stderr)
+        # every file napari-unet writes appears whole under its name or not at all (napari_unet.io._atomic)
+        print(
+            f"napari-unet {args.command}: interrupted; files reported as written are complete, nothing was "
+            "left half-written",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, OSError, RuntimeError) as err:
         # engine errors carry a sentence meant for the user (shape rules, missing annotations, bad files)
         print(f"napari-unet {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # never a traceback for the user; NAPARI_UNET_DEBUG=1 shows it
+        if os.environ.get("NAPARI_UNET_DEBUG"):
+            raise
+        print(
+            f"napari-unet {args.command}: internal error ({type(err).__name__}: {err}); please report it with "
+            "the command line (NAPARI_UNET_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 1
