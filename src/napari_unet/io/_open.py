@@ -27,6 +27,7 @@ __all__ = [
     "collect_tifffile_warnings",
     "failures_as_read_error",
     "is_rgb",
+    "is_unrequested_planar_rgb",
     "open_tiff",
     "open_tiff_series",
     "opens_as_labels",
@@ -181,10 +182,28 @@ def check_extent(series: Any, index: int, path: Path, file_size: int) -> None:
         )
 
 
-def is_rgb(series: Any) -> bool:
-    """True when the series has 3 or 4 samples per pixel that are RGB (or YCbCr, decoded to RGB)."""
+def is_unrequested_planar_rgb(series: Any) -> bool:
+    """True for a 3- or 4-slice stack that ``tifffile.imwrite`` stored as planar RGB(A) only because no
+    photometric tag was requested: a tifffile "shaped" file whose JSON shape starts with the 3 or 4 sample planes.
+
+    tifffile (up to at least 2026.3) writes any ``(3, Y, X)`` / ``(4, Y, X)`` array that way by default, a very
+    common way EM stacks get saved from Python; napari's built-in reader opens them as Z stacks (the last axis is
+    not 3 or 4), and so do we. A file that asked for RGB keeps chunky samples or another writer's tags.
+    """
     axes, shape = series.axes, series.shape
-    if "S" not in axes or shape[axes.index("S")] not in (3, 4):
+    if axes != "SYX" or shape[0] not in (3, 4) or series.kind != "shaped":
+        return False
+    page = series.keyframe
+    software = str(page.software or "")
+    planar = int(getattr(page, "planarconfig", 1) or 1) == 2
+    return planar and software.startswith("tifffile") and len(series.pages) == 1
+
+
+def is_rgb(series: Any) -> bool:
+    """True when the series has 3 or 4 samples per pixel that are RGB (or YCbCr, decoded to RGB), unless it is a
+    stack tifffile stored as planar RGB by default (:func:`is_unrequested_planar_rgb`)."""
+    axes, shape = series.axes, series.shape
+    if "S" not in axes or shape[axes.index("S")] not in (3, 4) or is_unrequested_planar_rgb(series):
         return False
     photometric = getattr(series.keyframe, "photometric", None)
     return int(photometric) in (2, 6) if photometric is not None else False  # RGB, YCBCR (decoded to RGB)

@@ -26,6 +26,7 @@ from napari_unet.io._open import (
     check_warnings,
     failures_as_read_error,
     is_rgb,
+    is_unrequested_planar_rgb,
     open_tiff_series,
     opens_as_labels,
 )
@@ -169,7 +170,10 @@ def _series_image(
     want_lazy = bool(lazy) if lazy is not None else nbytes > threshold
 
     data, lazy_mode = _load(tif, series, index, path, want_lazy)
-    data, axes = _samples_last(data, series.axes, lazy_mode)
+    if is_unrequested_planar_rgb(series):
+        data, axes = data, "Q" + series.axes[1:]  # the sample planes are the slices of a stack (see _open)
+    else:
+        data, axes = _samples_last(data, series.axes, lazy_mode)
     if series.dtype == np.bool_ and is_labels:
         data = data.view(np.uint8) if isinstance(data, np.ndarray) else data.astype(np.uint8)
     voxel, source = voxel_size(tif, series, index)
