@@ -18,7 +18,8 @@ and the slice is predicted again.
 
 The package's rooms: ``_geometry`` (tile and batch sizes), ``_predictor`` (the forward pass, shared with training's
 validation), ``_records`` (progress and result records), ``_stack`` (the tile plan, the per-slice generator with its
-out-of-memory back-off, and ``predict_stack``).
+out-of-memory back-off, and ``predict_stack``), ``_source`` (slice reads that do not keep a memory map resident),
+``_to_zarr`` (resumable prediction into OME-Zarr stores: :func:`open_zarr_run`, :func:`predict_to_zarr`).
 """
 
 from __future__ import annotations
@@ -35,12 +36,16 @@ from ._geometry import (
 )
 from ._predictor import inference_copy, make_predictor, predict_whole
 from ._records import PredictProgress, PredictResult
+from ._source import SliceSource
 from ._stack import predict_stack, predict_stack_sync
+from ._to_zarr import ZarrRun, model_digest, open_zarr_run, predict_to_zarr, predict_to_zarr_sync
 
 __all__ = [
     "MAX_AUTO_TILE",
     "PredictProgress",
     "PredictResult",
+    "SliceSource",
+    "ZarrRun",
     "auto_batch_size",
     "auto_tile",
     "count_tiles",
@@ -48,9 +53,13 @@ __all__ = [
     "inference_copy",
     "make_predictor",
     "min_tile",
+    "model_digest",
+    "open_zarr_run",
     "plan_tile",
     "predict_stack",
     "predict_stack_sync",
+    "predict_to_zarr",
+    "predict_to_zarr_sync",
     "predict_whole",
     "tile_geometry",
 ]

@@ -354,6 +354,7 @@ def predict_stack(
     tta: bool = False,
     amp: bool = True,
     slices: Sequence[int] | None = None,
+    on_written: Callable[[int], None] | None = None,
 ) -> Generator[PredictProgress, None, PredictResult]:
     """Segment a stack slice by slice; a generator yielding progress and returning a :class:`PredictResult`.
 
@@ -389,6 +390,9 @@ def predict_stack(
         bf16/fp16 autocast on CUDA (ignored elsewhere).
     slices : sequence of int, optional
         Z indices to predict (negative counts from the end); default all.
+    on_written : callable, optional
+        Called with the Z index (0 for a single slice) once a slice's labels and probabilities are written, e.g.
+        to record it as done in a resumable store (:mod:`napari_unet.ngff`).
 
     Yields
     ------
@@ -426,6 +430,8 @@ def predict_stack(
             io.read(z), predictor, plan, n_out=n_out, index=i, n_slices=len(io.zs), z=z
         )
         io.write(z, out)
+        if on_written is not None:
+            on_written(z)
     return PredictResult(
         labels=io.labels_out,
         probabilities=io.probabilities_out,

@@ -1,0 +1,118 @@
+"""Prediction on a dask.distributed cluster: one task per slab of slices, results written by the workers.
+
+The client fixes everything that decides the result before any task runs (the stores, the tile plan:
+:func:`napari_unet.predict.open_zarr_run`), ships the model to every worker once (``client.scatter`` with
+``broadcast=True``), then submits one task per slab of slices not yet done. Tasks read their slices from the input
+file and write their chunks and done flags into the stores; only a few numbers per task come back through the
+scheduler. The same stores, plan and done flags as :func:`napari_unet.predict.predict_to_zarr`, so a job may be
+started on a laptop, killed, and finished on a cluster (or the other way round), with the same result.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Generator
+from typing import Any
+
+from ..predict import PredictProgress, PredictResult, ZarrRun, model_digest
+from ..predict._to_zarr import _resume_record, finished_result
+from ._tasks import model_payload, predict_slab
+
+__all__ = ["predict_on_cluster", "slabs"]
+
+_MAX_TASKS = 4000
+
+
+def slabs(zs: list[int], n_workers: int, size: int | None = None) -> list[list[int]]:
+    """Split ``zs`` into consecutive slabs: ``size`` slices each, or by default one slice per task (fine-grained
+    balance and progress) unless that gives more than 4000 tasks."""
+    if not zs:
+        return []
+    size = size or max(1, math.ceil(len(zs) / _MAX_TASKS))
+    return [zs[i : i + size] for i in range(0, len(zs), size)]
+
+
+def predict_on_cluster(
+    client: Any,
+    run: ZarrRun,
+    model: Any,
+    meta: dict | None,
+    *,
+    kind: str,
+    tta: bool = False,
+    amp: bool = True,
+    device: str = "auto",
+    slab: int | None = None,
+) -> Generator[PredictProgress, None, PredictResult]:
+    """Predict ``run``'s slices not done on the workers of ``client``; a generator like ``predict_to_zarr``.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    run : ZarrRun
+        From :func:`napari_unet.predict.open_zarr_run` (its ``source`` is the input file the workers read).
+    model, meta
+        The checkpoint; shipped to each worker once.
+    kind : str
+        ``"tiff"`` or ``"zarr"``: how the workers open ``run.source``.
+    tta, amp
+        As for :func:`napari_unet.predict.predict_stack`.
+    device : str
+        Each worker's device: ``"auto"`` spreads the workers over the GPUs of their machine.
+    slab : int, optional
+        Slices per task (default: see :func:`slabs`).
+
+    Yields
+    ------
+    PredictProgress
+        One record saying what is resumed, then one per finished task. Closing the generator cancels the
+        tasks not finished (slices already written stay done).
+
+    Returns
+    -------
+    PredictResult
+    """
+    from distributed import as_completed
+
+    t0 = time.perf_counter()
+    yield _resume_record(run)
+    n_workers = len(client.scheduler_info()["workers"])
+    payload = model_payload(model, meta, model_digest(model))
+    [shipped] = client.scatter([payload], broadcast=True, hash=False)
+    job = {
+        "input": str(run.source),
+        "kind": kind,
+        "labels": str(run.outputs.labels_path),
+        "probabilities": None
+        if run.outputs.probabilities_path is None
+        else str(run.outputs.probabilities_path),
+        "tta": bool(tta),
+        "amp": bool(amp),
+        "device": str(device),
+        **run.plan,
+    }
+    tag = uuid.uuid4().hex[:8]
+    futures = [
+        client.submit(predict_slab, shipped, job, zs, key=f"napari-unet-slab-{tag}-{zs[0]}", pure=False)
+        for zs in slabs(run.todo, n_workers, slab)
+    ]
+    done, devices = 0, set()
+    try:
+        for future in as_completed(futures):
+            report = future.result()
+            done += len(report["zs"])
+            devices.add(report["device"])
+            yield PredictProgress(
+                done,
+                len(run.todo),
+                0,
+                0,
+                f"{done}/{len(run.todo)} slices on {n_workers} worker(s)",
+                report["zs"][-1],
+            )
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+    where = ", ".join(sorted(devices)) or "no worker needed"
+    return finished_result(run, time.perf_counter() - t0, f"{n_workers} dask worker(s): {where}")
