@@ -19,7 +19,6 @@ from __future__ import annotations
 import numbers
 import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .io._atomic import atomic_open
 from .model import UNet
 
 __all__ = [
@@ -192,14 +192,8 @@ def save_checkpoint(path: str | os.PathLike, model: UNet, **meta: Any) -> None:
     ckpt = build_checkpoint(model, include_state=True, **meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(ckpt, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as fh:
+        torch.save(ckpt, fh)
 
 
 def _torch_load_reason(err: BaseException) -> str:

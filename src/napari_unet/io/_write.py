@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import tifffile
 
 from napari_unet import __version__
 from napari_unet.dtypes import labels_dtype
+from napari_unet.io._atomic import atomic_path
 from napari_unet.io._paths import LABELS_MARK, SOFTWARE, is_tiff_path, strip_tiff_suffix
 from napari_unet.io._units import normalize_unit
 
@@ -271,14 +271,8 @@ def _common_kwargs(
 
 def _write_atomically(path: Path, planes: Iterator[np.ndarray], kwargs: dict) -> None:
     """Write to a temporary name in the same folder, then rename: the file appears whole or not at all."""
-    # not mkstemp: its 0600 mode would stick to the final file; a random name avoids clashes just as well
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
-    try:
+    with atomic_path(path) as tmp:
         tifffile.imwrite(tmp, data=planes, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------- the API
