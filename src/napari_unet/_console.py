@@ -7,7 +7,6 @@ to stderr, results to stdout.
 from __future__ import annotations
 
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .generators import drain
+from .io._atomic import atomic_copy
 
 __all__ = ["ConsoleProgress", "predict_batch_with_progress", "predict_with_progress", "train_to_file"]
 
@@ -42,6 +42,7 @@ class ConsoleProgress:
         self._last = -math.inf  # the first update always shows
         self._start = time.monotonic()
         self._shown = False
+        self._first: tuple[float, float] | None = None  # (time, done) of the first counted update
 
     def __enter__(self) -> ConsoleProgress:
         return self
@@ -49,12 +50,21 @@ class ConsoleProgress:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def update(self, done: float, total: float | None, extra: str = "", force: bool = False) -> None:
+    def update(
+        self, done: float, total: float | None, extra: str = "", force: bool = False, unit: str | None = None
+    ) -> None:
         """Show ``done`` out of ``total`` (a bar with an ETA; just ``done`` when ``total`` is falsy).
 
-        Throttled unless ``force``, so it can be called on every progress record.
+        With ``unit`` (e.g. ``"slices"``) ``done`` and ``total`` count that unit and the line shows the count,
+        the rate (``2.5 slices/s``) and an ETA from the rate since the first update, so work done by an earlier
+        run (a resumed prediction) does not inflate either. Throttled unless ``force``, so it can be called on
+        every progress record.
         """
         now = time.monotonic()
+        if unit and total:
+            if self._first is None:
+                self._first = (now, done)
+            self._rate_text = _rate(self._first, now, done, total, unit)
         if not force and now - self._last < (0.2 if self.tty else self.every):
             return
         self._last = now
@@ -65,6 +75,8 @@ class ConsoleProgress:
             bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
             eta = f"{elapsed / frac - elapsed:4.0f}s" if frac > 0 else "   ?"
             text = f"{self.label} [{bar}] {frac:6.1%} {elapsed:6.0f}s (eta {eta}) {extra}"
+            if unit:
+                text = f"{self.label} [{bar}] {frac:6.1%} {self._rate_text} {extra}"
         else:
             text = f"{self.label} {done} {elapsed:6.0f}s {extra}"
         if self.tty:
@@ -93,6 +105,14 @@ class ConsoleProgress:
             self.stream.write("\n")
             self.stream.flush()
             self._shown = False
+
+
+def _rate(first: tuple[float, float], now: float, done: float, total: float, unit: str) -> str:
+    """``"12/40 slices, 2.50 slices/s, eta 11s"``: the rate of the work done since ``first = (time, done)``."""
+    seconds, counted = now - first[0], done - first[1]
+    rate = counted / seconds if seconds > 0 and counted > 0 else 0.0
+    eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+    return f"{done:.0f}/{total:.0f} {unit}, {rate:.2f} {unit}/s, eta {eta}"
 
 
 def train_to_file(
@@ -144,13 +164,13 @@ def train_to_file(
             # drain closed the generator, which writes nothing more: what is on disk is the best model so far
             best = Path(tmp) / BEST_NAME
             if best.exists():
-                shutil.copyfile(best, out)
+                atomic_copy(best, out)
                 print(f"interrupted: kept the best checkpoint so far in {out}", file=stream)
             return None
         source = result.best_path or result.last_path
         if source is None or not Path(source).exists():
             raise RuntimeError("training produced no checkpoint")
-        shutil.copyfile(source, out)
+        atomic_copy(source, out)
     return result
 
 
@@ -203,7 +223,9 @@ def _show_batch(bar: ConsoleProgress, rec: Any) -> None:
     # one file: the lines napari-unet predict has always printed; several: each line says which file
     where = f"[{rec.job_index + 1}/{rec.n_jobs}] {rec.job.image.name}" if rec.n_jobs > 1 else ""
     if rec.kind == "slice":
-        bar.update(rec.fraction, 1.0, f"{where} {rec.message}".strip())
+        if rec.message.startswith("resuming"):  # an OME-Zarr store an earlier run left unfinished
+            bar.note(f"{where}: {rec.message}" if where else rec.message)
+        bar.update(rec.slices_done, rec.slices_total, f"{where} {rec.message}".strip(), unit="slices")
     elif rec.kind == "failed":
         bar.note(f"{where}: failed: {rec.error}" if where else f"failed: {rec.error}")
     else:
