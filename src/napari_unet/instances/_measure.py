@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ..io._atomic import atomic_open
+
 __all__ = ["measure_objects", "measurement_headers", "write_measurements_csv"]
 
 
@@ -97,7 +99,7 @@ def write_measurements_csv(
 ) -> None:
     """Write :func:`measure_objects`' table as CSV, one row per object, units in the header."""
     keys = list(table)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(measurement_headers(table, unit))
         for row in zip(*(table[k] for k in keys), strict=True):
