@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from .._console import train_to_file
@@ -89,8 +90,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     out = Path(args.output)
     image, labels, scale = _checked_inputs(args, config)
+    before = out.stat().st_mtime_ns if out.exists() else None
     result = train_to_file(image, labels, config, out, init=args.init, voxel_size=scale)
-    if result is None:  # interrupted; train_to_file said what it kept
+    if result is None:  # interrupted; train_to_file said what it kept, if it kept something
+        if (out.stat().st_mtime_ns if out.exists() else None) == before:
+            kept = f"{out} is unchanged" if before is not None else f"nothing was written to {out}"
+            print(f"interrupted before a checkpoint was saved: {kept}", file=sys.stderr)
         return 130
     hist = result.history or {}
     val = hist.get("val_mean_dice") or hist.get("val_dice") or []
