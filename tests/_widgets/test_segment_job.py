@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +47,9 @@ def test_job_returns_what_the_engine_predicts(tiny_model, assert_engine_labels):
     assert records and records[-1].slice_index == 1 and records[-1].tiles_done == records[-1].tiles_total
 
 
-def test_whole_stack_on_disk_writes_zarr_arrays_of_the_label_dtype(tiny_model, assert_engine_labels, tmp_path):
+def test_whole_stack_on_disk_writes_zarr_arrays_of_the_label_dtype(
+    tiny_model, assert_engine_labels, tmp_path
+):
     image = np.random.default_rng(1).integers(0, 255, (2, 32, 32)).astype(np.uint8)
     out = drain(segment_job(_request(image, tiny_model[0], probabilities=True, disk_folder=tmp_path)))
     assert not isinstance(out.labels, np.ndarray) and (tmp_path / "labels.zarr").is_dir()
@@ -72,3 +75,68 @@ def test_outputs_and_progress():
     first = SimpleNamespace(slice_index=0, n_slices=3, tiles_done=0, tiles_total=4, message="")
     assert describe_progress(first).text == "starting"
     assert describe_progress(SimpleNamespace(loss=1.0)) is None  # not a prediction record
+
+
+def test_job_cuts_objects_and_maps_uncertainty_from_one_prediction(tiny_model):
+    from napari_unet.instances import (
+        InstanceConfig,
+        ObjectsRequest,
+        class_probability,
+        instances_from_probability_sync,
+        measure_objects,
+    )
+    from napari_unet.uncertainty import entropy_map
+
+    image = np.random.default_rng(0).integers(0, 255, (3, 48, 40)).astype(np.uint8)
+    wanted = ObjectsRequest(None, mode="2d", preset="cells", min_size=5)  # None: the model's last class (2)
+    voxel = (40.0, 4.0, 4.0)
+    records = []
+    req = _request(image, tiny_model[0], objects=wanted, voxel_size=voxel, uncertainty=True)
+    assert req.needs_probabilities
+    out = drain(segment_job(req), records.append)
+    assert out.probabilities is None  # needed for the objects, but not asked for: not handed back
+
+    full = drain(segment_job(_request(image, tiny_model[0], probabilities=True)))
+    prob = class_probability(full.probabilities, [1, 2], 2)
+    config = dataclasses.replace(InstanceConfig.preset("cells"), min_size=5)
+    expected = instances_from_probability_sync(prob, voxel_size=voxel, mode="2d", config=config).labels
+    objects = out.objects
+    assert objects.result.labels.dtype == np.uint32 and objects.result.n_objects > 0
+    np.testing.assert_array_equal(objects.result.labels, expected)
+    table = measure_objects(expected, prob, voxel_size=voxel)
+    assert list(objects.table) == list(table)  # label, volume, centroid_z/y/x, mean_probability, n_slices
+    np.testing.assert_allclose(objects.table["volume"], table["volume"])
+    np.testing.assert_allclose(out.uncertainty, entropy_map(full.probabilities), atol=1e-6)
+    steps = [describe_progress(r) for r in records]
+    assert any(s is not None and s.text.startswith("objects (2D)") for s in steps)
+    assert steps[-1] == Step(done=3, total=3, text="uncertainty")
+
+
+def test_current_slice_objects_are_that_sections_objects_at_its_z(tiny_model, tmp_path):
+    from napari_unet.instances import ObjectsRequest
+
+    image = np.random.default_rng(2).integers(0, 255, (3, 48, 40)).astype(np.uint8)
+    req = _request(
+        image[1:2],
+        tiny_model[0],
+        z=1,
+        full_shape=image.shape,
+        objects=ObjectsRequest(2, mode="3d", preset="cells", min_size=5),  # one section: 2D whatever the mode
+        voxel_size=(40.0, 4.0, 4.0),
+        uncertainty=True,
+    )
+    out = drain(segment_job(req))
+    labels, table = out.objects.result.labels, out.objects.table
+    assert labels.shape == (1, 48, 40) and out.objects.result.mode == "2d"
+    assert list(table)[:5] == ["label", "area", "centroid_z", "centroid_y", "centroid_x"]
+    np.testing.assert_allclose(table["centroid_z"], 40.0)  # slice 1 at 40 per slice
+    assert (table["n_slices"] == 1).all() and len(table["label"]) == out.objects.result.n_objects
+    assert out.uncertainty.shape == (1, 48, 40)
+
+    whole = drain(
+        segment_job(
+            _request(image, tiny_model[0], objects=ObjectsRequest(2), uncertainty=True, disk_folder=tmp_path)
+        )
+    )
+    assert (tmp_path / "objects.zarr").is_dir() and (tmp_path / "uncertainty.zarr").is_dir()
+    assert whole.objects.result.labels.dtype == np.uint32 and whole.uncertainty.shape == image.shape

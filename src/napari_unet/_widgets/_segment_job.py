@@ -3,11 +3,16 @@
 The widget (:mod:`napari_unet._widgets.segment`) reads its controls into a :class:`SegmentRequest` in the GUI
 thread; :func:`segment_job` runs in the runner's worker thread, loads the model and drives
 :func:`napari_unet.predict.predict_stack`, yielding its ``PredictProgress`` records, and returns a
-:class:`SegmentOutput`. No Qt, no napari, and no torch at import (the engine is imported inside the job).
+:class:`SegmentOutput`. When asked, it then cuts one class into objects
+(:func:`napari_unet.instances.objects_of_prediction`, yielding its ``InstanceProgress``) and measures them, and
+maps the model's uncertainty (:func:`napari_unet.uncertainty.entropy`, an :class:`UncertaintyProgress` per
+slice), both from the same prediction's probabilities. No Qt, no napari, and no torch at import (the engine is
+imported inside the job).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +21,15 @@ from typing import Any
 import numpy as np
 
 from napari_unet.dtypes import labels_dtype
+from napari_unet.instances import InstanceProgress, ObjectsRequest, PredictedObjects, objects_of_prediction
+from napari_unet.uncertainty import entropy
 
 from ._jobs import Step
 
 __all__ = [
     "SegmentOutput",
     "SegmentRequest",
+    "UncertaintyProgress",
     "describe_progress",
     "label_dtype",
     "new_output",
@@ -57,6 +65,11 @@ class SegmentRequest:
 
     ``image`` is what the model sees: the whole (Z, Y, X) / (Y, X) array, or a one-slice (1, Y, X) view for the
     current-slice scope (``z`` is then that slice's index in the stack).
+
+    ``objects``: cut one class into objects and measure them (``value`` None: the model's last class, e.g. 255 of
+    ISBI's [0, 255]); with the current-slice scope the objects are that section's (2D). ``voxel_size``: the
+    image's ``(Z, Y, X)`` voxel size, None when unknown (``auto`` then cuts section by section; the table is in
+    pixels). ``uncertainty``: also map the normalised entropy of the class probabilities.
     """
 
     image: Any
@@ -69,6 +82,14 @@ class SegmentRequest:
     device: str
     tta: bool
     disk_folder: Path | None  # where whole-stack outputs go when they do not fit in memory
+    objects: ObjectsRequest | None = None
+    voxel_size: tuple[float, ...] | None = None
+    uncertainty: bool = False
+
+    @property
+    def needs_probabilities(self) -> bool:
+        """Whether the run needs the class probabilities (to show them, or for objects or uncertainty)."""
+        return self.probabilities or self.objects is not None or self.uncertainty
 
 
 @dataclass(frozen=True)
@@ -76,10 +97,20 @@ class SegmentOutput:
     """What a run hands back to the GUI thread."""
 
     labels: Any  # (Z, Y, X) / (Y, X), or (1, Y, X) for one slice
-    probabilities: Any | None  # as predict_stack returns it: (Z, K, Y, X) / (K, Y, X)
+    probabilities: Any | None  # as predict_stack returns it: (Z, K, Y, X) / (K, Y, X); None unless asked for
     z: int | None
     meta: dict
     result: Any  # napari_unet.predict.PredictResult
+    objects: PredictedObjects | None = None  # labels shaped like ``labels`` (uint32), table in physical units
+    uncertainty: Any | None = None  # float32 in [0, 1], shaped like ``labels``
+
+
+@dataclass(frozen=True)
+class UncertaintyProgress:
+    """The uncertainty map of ``done`` of ``total`` slices is written."""
+
+    done: int
+    total: int
 
 
 def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
@@ -103,7 +134,7 @@ def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
     labels_out = probs_out = None
     if req.z is None and req.disk_folder is not None:
         labels_out = new_output(req.full_shape, label_dtype(meta["label_values"]), req.disk_folder, "labels")
-        if req.probabilities:
+        if req.needs_probabilities:
             n_classes = len(meta["label_values"])
             shape = req.full_shape[:-2] + (n_classes,) + req.full_shape[-2:]
             probs_out = new_output(shape, np.dtype(np.float32), req.disk_folder, "probabilities")
@@ -113,22 +144,91 @@ def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
         meta,
         labels_out=labels_out,
         probabilities_out=probs_out,
-        want_probabilities=req.probabilities,
+        want_probabilities=req.needs_probabilities,
         tile=req.tile,
         batch_size=req.batch_size,
         device=req.device,
         tta=req.tta,
     )
+    objects = yield from _objects(req, result.probabilities, meta)
+    uncertainty = yield from _uncertainty(req, result.probabilities)
     return SegmentOutput(
-        labels=result.labels, probabilities=result.probabilities, z=req.z, meta=meta, result=result
+        labels=result.labels,
+        probabilities=result.probabilities if req.probabilities else None,
+        z=req.z,
+        meta=meta,
+        result=result,
+        objects=objects,
+        uncertainty=uncertainty,
     )
+
+
+def _objects(
+    req: SegmentRequest, probabilities: Any, meta: dict
+) -> Generator[Any, Any, PredictedObjects | None]:
+    """The objects of ``req.objects``' class, measured: the whole image, or the current slice's section."""
+    if req.objects is None:
+        return None
+    values = [int(v) for v in meta["label_values"]]
+    request = dataclasses.replace(req.objects, measure=True)
+    if request.value is None:
+        request = dataclasses.replace(request, value=values[-1])
+    if req.z is None:
+        out = None
+        if req.disk_folder is not None:
+            out = new_output(req.full_shape, np.dtype(np.uint32), req.disk_folder, "objects")
+        return (
+            yield from objects_of_prediction(
+                probabilities, values, request, voxel_size=req.voxel_size, out=out
+            )
+        )
+    # one section of a stack: its objects in 2D, placed at slice z
+    yx = None if req.voxel_size is None else req.voxel_size[-2:]
+    found = yield from objects_of_prediction(
+        probabilities[0], values, dataclasses.replace(request, mode="2d"), voxel_size=yx
+    )
+    z_step = 1.0 if req.voxel_size is None or len(req.voxel_size) < 3 else float(req.voxel_size[-3])
+    table = {}
+    for key, column in found.table.items():
+        if key == "centroid_y":
+            table["centroid_z"] = np.full(len(column), req.z * z_step)
+        table[key] = column
+    result = dataclasses.replace(found.result, labels=found.result.labels[np.newaxis])
+    return PredictedObjects(result, found.preset, table)
+
+
+def _uncertainty(req: SegmentRequest, probabilities: Any) -> Generator[Any, Any, Any]:
+    """The normalised entropy of the class probabilities, slice by slice (a zarr array when the stack is big)."""
+    if not req.uncertainty:
+        return None
+    if probabilities.ndim == 3:  # one 2D image: (K, Y, X)
+        yield UncertaintyProgress(0, 1)
+        out = entropy(probabilities, axis=0)
+        yield UncertaintyProgress(1, 1)
+        return out
+    shape = (int(probabilities.shape[0]),) + tuple(int(s) for s in probabilities.shape[-2:])
+    folder = req.disk_folder if req.z is None else None
+    out = new_output(shape, np.dtype(np.float32), folder, "uncertainty")
+    for z in range(shape[0]):
+        out[z] = entropy(probabilities[z], axis=0)
+        yield UncertaintyProgress(z + 1, shape[0])
+    return out
 
 
 def describe_progress(record: Any, z: int | None = None) -> Step | None:
     """Activity-dock progress for a ``PredictProgress`` record: tiles over the whole run.
 
-    ``z`` names the slice when the run sees a one-slice view of a stack (the record's own ``z`` is then 0).
+    ``z`` names the slice when the run sees a one-slice view of a stack (the record's own ``z`` is then 0). The
+    objects' ``InstanceProgress`` and the :class:`UncertaintyProgress` records count slices.
     """
+    if isinstance(record, InstanceProgress):
+        return Step(
+            done=record.done,
+            total=record.total,
+            text=f"objects ({record.mode.upper()}): {record.n_objects} so far",
+        )
+    if isinstance(record, UncertaintyProgress):
+        return Step(done=record.done, total=record.total, text="uncertainty")
     n_slices = getattr(record, "n_slices", None)
     tiles_total = getattr(record, "tiles_total", None)
     if n_slices is None or tiles_total is None:

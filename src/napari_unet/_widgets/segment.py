@@ -4,8 +4,12 @@ The widget reads its controls into one :class:`~._segment_job.SegmentRequest`, r
 :func:`~._segment_job.segment_job` (the engine's ``predict_stack``, in the Qt-free :mod:`._segment_job`) in a worker
 through :class:`~napari_unet._widgets._runner.Runner` (torch is imported there, not here) and writes the result
 into layers it owns: ``"<image> U-Net"`` (Labels) and, when asked, ``"<image> U-Net probabilities"``
-(Image, class axis first so that it lines up with the stack). Running again updates those layers in place; with
-the "current slice" scope only that slice is written. The user's own layers are only read.
+(Image, class axis first so that it lines up with the stack), ``"<image> U-Net objects"`` (uint32 Labels of one
+class cut into objects, with a features table of one row per object in the image's physical units; "export CSV…"
+writes it) and ``"<image> U-Net uncertainty"`` (Image, the normalised entropy of the class probabilities, 0..1).
+The objects and the uncertainty are computed in the job, from the same prediction. Running again updates those
+layers in place; with the "current slice" scope only that slice is written (the objects layer then holds that
+section's objects). The user's own layers are only read.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from magicgui.widgets import (
     RadioButtons,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_error, show_info
 
 from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
@@ -33,6 +37,7 @@ from napari_unet.session import ModelSession, SessionModel, session_for
 from ._dock import bind_shortcut, elide, scroll_body
 from ._layers import (
     DEVICES,
+    NO_RECENT,
     OWNER_KEY,
     current_index,
     device_choice,
@@ -50,6 +55,8 @@ from ._layers import (
     tag,
     watch_layers,
 )
+from ._objects import features_of, known_voxel_size, unit_of, write_features_csv
+from ._objects_controls import SIZE_PHYSICAL, SIZE_PIXELS, ObjectsControls, ask_csv_path
 from ._runner import Runner, read_or_report
 from ._segment_job import (
     SegmentOutput,
@@ -60,13 +67,23 @@ from ._segment_job import (
     segment_job,
 )
 
-__all__ = ["DEVICES", "SegmentRequest", "SegmentWidget", "describe_progress", "segment_job"]
+__all__ = [
+    "DEVICES",
+    "SIZE_PHYSICAL",
+    "SIZE_PIXELS",
+    "SegmentRequest",
+    "SegmentWidget",
+    "describe_progress",
+    "segment_job",
+]
 
 SHORTCUT = "Shift-S"  # Segment; again: Cancel
 SESSION_MODEL = "this session's model"
 FILE_MODEL = "model file"  # a file, or one of the recent models kept in the user data folder
 SCOPE_SLICE = "current slice"
 SCOPE_STACK = "whole stack"
+
+NO_OBJECTS = "There are no objects to export yet: tick 'objects' and press Segment first."
 
 #: outputs larger than this share of the available memory are written to a temporary zarr store instead
 RAM_FRACTION = 0.25
@@ -89,6 +106,12 @@ class SegmentWidget(Container):
     Attributes (for scripts and tests)
     ----------------------------------
     image_layer, model_source, model_file, scope, tile, batch_size, device, tta, probabilities : magicgui widgets
+    uncertainty : CheckBox
+        Adds the "<image> U-Net uncertainty" layer.
+    objects, objects_class, objects_mode, objects_preset, min_size, min_size_unit : magicgui widgets
+        The "objects" group (shown when ``objects`` is ticked): which class to cut into objects, 2D + link / 3D /
+        auto, the watershed preset, the smallest object (pixels or physical units).
+    export_button : PushButton ("export CSV…", see :meth:`export_objects`)
     run_button : PushButton ("Segment", "Cancel" while running)
     runner : Runner
     """
@@ -143,6 +166,22 @@ class SegmentWidget(Container):
             value=False,
             tooltip="Adds an Image layer with one probability map per class (class axis first).",
         )
+        self.uncertainty = CheckBox(
+            text="also output uncertainty",
+            value=False,
+            tooltip="Adds an Image layer (0..1) where the model is unsure: the entropy of its class probabilities "
+            "(0: one class has it all, 1: every class equally likely). Paint there next.",
+        )
+        self._metas: dict[str, dict] = {}  # classes of model files met in a run (read in the worker)
+        self._last_objects: Labels | None = None
+        self.objects_group = group = ObjectsControls(self._model_classes)
+        self.objects, self.objects_class, self.objects_mode = group.enabled, group.objects_class, group.mode
+        self.objects_preset, self.min_size, self.min_size_unit = (
+            group.preset,
+            group.min_size,
+            group.min_size_unit,
+        )
+        self.objects_size, self.export_button = group.size_row, group.export_button
         self.run_button = PushButton(text="Segment", tooltip="Segment (Shift+S); Shift+S again cancels.")
         self.status = Label(value="")
 
@@ -158,6 +197,8 @@ class SegmentWidget(Container):
                 self.scope,
                 self.tta,
                 self.probabilities,
+                self.uncertainty,
+                *group.widgets,
                 self.advanced,
                 self.tile,
                 self.batch_size,
@@ -174,6 +215,7 @@ class SegmentWidget(Container):
 
         self.model_source.changed.connect(self._on_model_source_changed)
         self.advanced.changed.connect(self._on_advanced_changed)
+        self.export_button.changed.connect(self._on_export_clicked)
         self.model_file.changed.connect(self._on_model_info_changed)
         self.session.changed.connect(self._on_session_changed)
         watch_layers(napari_viewer, self)
@@ -189,6 +231,25 @@ class SegmentWidget(Container):
     def _on_advanced_changed(self, value: Any = None) -> None:
         for w in (self.tile, self.batch_size, self.device):
             w.visible = bool(self.advanced.value)
+
+    def _model_classes(self) -> tuple[list[int], list[str]]:
+        """The chosen model's label values and class names (empty while a model file has not been read)."""
+        if self.model_source.value == SESSION_MODEL:
+            current = self.session.current
+            return (current.label_values, current.class_names) if current is not None else ([], [])
+        path = str(self.model_file.value or "")
+        meta = self._metas.get(path)
+        if meta is not None:
+            return [int(v) for v in meta.get("label_values", [])], [
+                str(n) for n in meta.get("class_names") or []
+            ]
+        if path and self.recent.value not in (None, NO_RECENT) and str(self.recent.value) == path:
+            from napari_unet.session import recent_models
+
+            for entry in recent_models():
+                if str(entry.path) == path:
+                    return list(entry.label_values), list(entry.class_names)
+        return [], []
 
     def _on_model_source_changed(self, value: str = "") -> None:
         self.model_file.visible = self.recent.visible = self.model_source.value == FILE_MODEL
@@ -206,6 +267,7 @@ class SegmentWidget(Container):
             pass
 
     def _on_model_info_changed(self, value: Any = None) -> None:
+        self.objects_group.refresh()
         if self.model_source.value == SESSION_MODEL:
             current = self.session.current
             self.model_info.value = (
@@ -250,12 +312,21 @@ class SegmentWidget(Container):
         model_path = self._model_path()
         z = current_index(self._viewer, layer) if self.scope.value == SCOPE_SLICE else None
         image = data if z is None else data[z : z + 1]
+        voxel_size = known_voxel_size(layer.scale, getattr(layer, "units", None))
+        objects = self.objects_group.request(voxel_size, data.ndim, z) if self.objects.value else None
         disk = None
         if z is None:
             n_classes = (
                 len(self.session.current.label_values) if self.model_source.value == SESSION_MODEL else 2
             )
-            out_bytes = int(np.prod(data.shape)) * (1 + (4 * n_classes if self.probabilities.value else 0))
+            probs = self.probabilities.value or self.uncertainty.value or objects is not None
+            per_pixel = (
+                1
+                + (4 * n_classes if probs else 0)
+                + (4 if objects else 0)
+                + (4 if self.uncertainty.value else 0)
+            )
+            out_bytes = int(np.prod(data.shape)) * per_pixel
             lazy = not isinstance(data, np.ndarray)
             if out_bytes > RAM_FRACTION * _available_ram() or (
                 lazy and data.nbytes > RAM_FRACTION * _available_ram()
@@ -272,6 +343,9 @@ class SegmentWidget(Container):
             device=str(self.device.value),
             tta=bool(self.tta.value),
             disk_folder=disk,
+            objects=objects,
+            voxel_size=voxel_size,
+            uncertainty=bool(self.uncertainty.value),
         )
         return req, layer
 
@@ -307,13 +381,25 @@ class SegmentWidget(Container):
     # -- result → layers ------------------------------------------------------------------------------------------
 
     def _on_segmented(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> None:
+        if req.model_path is not None:  # its classes are known now: offer them in the objects group
+            self._metas[str(req.model_path)] = {k: out.meta.get(k) for k in ("label_values", "class_names")}
+            self.objects_group.refresh()
         labels_layer = self._write_labels(out, image, req)
         if out.probabilities is not None:
             self._write_probabilities(out, image, req)
+        if out.objects is not None:
+            self._write_objects(out, image, req)
+        if out.uncertainty is not None:
+            self._write_uncertainty(out, image, req)
         res = out.result
         where = f"slice {out.z}" if out.z is not None else shape_text(req.full_shape)
+        found = (
+            f"; {out.objects.result.n_objects} objects ({out.objects.result.mode.upper()}, {out.objects.preset})"
+            if out.objects is not None
+            else ""
+        )
         self.status.value = (
-            f"{where} in {res.seconds:.1f} s on {res.device} (tile {res.tile}, batch {res.batch_size})"
+            f"{where} in {res.seconds:.1f} s on {res.device} (tile {res.tile}, batch {res.batch_size}){found}"
         )
         labels_layer.refresh()
         if res.notes:
@@ -387,6 +473,116 @@ class SegmentWidget(Container):
         tag(layer, "probabilities", str(image.unique_id))
         layer.metadata[OWNER_KEY]["backing"] = backing
         return layer
+
+    def _write_objects(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Labels:
+        """The objects layer: uint32 ids on the image's pixels, its features table one row per object.
+
+        With the current-slice scope it holds that section's objects only (the other slices are cleared): the layer
+        and its table always describe the same objects."""
+        name = f"{image.name} U-Net objects"
+        source = str(image.unique_id)
+        layer = find_owned(self._viewer, "objects", source)
+        labels = out.objects.result.labels
+        if out.z is not None:
+            full = new_output(
+                req.full_shape, np.dtype(np.uint32), self._disk_for(req.full_shape, 4), "objects"
+            )
+            full[out.z] = np.asarray(labels[0])
+            labels = full
+        unit = unit_of(getattr(image, "units", None))
+        features = features_of(out.objects.table, unit, tuple(image.translate))
+        info = {
+            "unit": unit,
+            "mode": out.objects.result.mode,
+            "preset": out.objects.preset,
+            "slice": out.z,
+        }
+        if layer is None:
+            layer = self._viewer.add_labels(
+                labels,
+                name=name,
+                opacity=0.6,
+                features=features,
+                metadata=owner_metadata("objects", source),
+                **geometry_of(image),
+            )
+        else:
+            layer.data = labels
+            layer.features = features
+            place_on(layer, image)
+        layer.metadata[OWNER_KEY].update(info)
+        self._last_objects = layer
+        return layer
+
+    def _write_uncertainty(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Image:
+        """The uncertainty layer (0..1) on the image's pixels; the current-slice scope writes only that slice."""
+        name = f"{image.name} U-Net uncertainty"
+        source = str(image.unique_id)
+        layer = find_owned(self._viewer, "uncertainty", source)
+        data = out.uncertainty
+        if out.z is not None:
+            data = layer.data if layer is not None else None
+            if data is None or tuple(data.shape) != req.full_shape:
+                data = new_output(
+                    req.full_shape, np.dtype(np.float32), self._disk_for(req.full_shape, 4), "uncertainty"
+                )
+            data[out.z] = np.asarray(out.uncertainty[0])
+        if layer is None:
+            layer = self._viewer.add_image(
+                data,
+                name=name,
+                colormap="inferno",
+                contrast_limits=(0.0, 1.0),
+                blending="additive",
+                opacity=0.7,
+                metadata=owner_metadata("uncertainty", source),
+                **geometry_of(image),
+            )
+        else:
+            layer.data = data
+            place_on(layer, image)
+            layer.refresh()
+        return layer
+
+    # -- objects → CSV --------------------------------------------------------------------------------------------
+
+    def objects_layer(self) -> Labels | None:
+        """The objects layer of the chosen image, else the one made last (if it is still in the viewer)."""
+        image = self.image_layer.value
+        layer = find_owned(self._viewer, "objects", str(image.unique_id)) if image is not None else None
+        if layer is None and self._last_objects is not None and self._last_objects in self._viewer.layers:
+            layer = self._last_objects
+        return layer
+
+    def _on_export_clicked(self, value: Any = None) -> None:
+        layer = self.objects_layer()
+        if layer is None:
+            show_error(NO_OBJECTS)
+            return
+        chosen = ask_csv_path(self.native, Path.home() / f"{layer.name}.csv")
+        if chosen is not None:
+            self.export_objects(chosen[0], overwrite=chosen[1])
+
+    def export_objects(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the objects layer's features as CSV (one row per object, units in the header); None on failure.
+
+        An existing file is replaced only with ``overwrite`` (the file dialog asks first); otherwise the user is
+        told and nothing is written.
+        """
+        layer = self.objects_layer()
+        if layer is None:
+            show_error(NO_OBJECTS)
+            return None
+        info = layer.metadata.get(OWNER_KEY) or {}
+        try:
+            dest = write_features_csv(path, layer.features, info.get("unit"), overwrite=overwrite)
+        except (FileExistsError, ValueError, OSError) as exc:
+            show_error(f"The objects were not exported: {exc}")
+            return None
+        n = len(layer.features)
+        self.status.value = f"{n} objects exported to {dest.name}"
+        show_info(f"{n} objects of '{layer.name}' written to {dest}")
+        return dest
 
     def _disk_for(self, shape: tuple[int, ...], itemsize: int) -> Path | None:
         if int(np.prod(shape)) * itemsize > RAM_FRACTION * _available_ram():

@@ -78,6 +78,7 @@ def objects_of_prediction(
     request: ObjectsRequest,
     *,
     voxel_size: Sequence[float] | None = None,
+    out: Any = None,
 ) -> Generator[InstanceProgress, None, PredictedObjects]:
     """Instances (and measurements) of one class of a prediction; a generator of :class:`InstanceProgress`.
 
@@ -90,6 +91,8 @@ def objects_of_prediction(
     request : ObjectsRequest
     voxel_size : sequence of float, optional
         The image's ``(Z, Y, X)`` voxel size (chooses 2D + link or 3D under ``auto``; units of the table).
+    out : uint32 array-like of the image's shape, optional
+        Receives the ids (a zarr array for a stack bigger than memory); see :func:`instances_from_probability`.
 
     Returns
     -------
@@ -106,7 +109,7 @@ def objects_of_prediction(
     if request.min_size is not None:
         config = dataclasses.replace(config, min_size=int(request.min_size))
     result = yield from instances_from_probability(
-        prob, voxel_size=voxel_size, mode=request.mode, config=config
+        prob, voxel_size=voxel_size, mode=request.mode, config=config, out=out
     )
     table = measure_objects(result.labels, prob, voxel_size=voxel_size) if request.measure else None
     return PredictedObjects(result, preset, table)
