@@ -37,6 +37,7 @@ from typing import Any
 from .generators import relay
 from .io._open import collect_tifffile_warnings
 from .io._paths import is_tiff_path, strip_tiff_suffix
+from .ngff import is_zarr_path, store_state
 
 __all__ = [
     "FOLDER_SUFFIXES",
@@ -127,7 +128,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for item in map(Path, inputs):
         if not item.exists():
             raise BatchPlanError(f"{item}: no such file")
-        files.extend(_folder_tiffs(item) if item.is_dir() else [item])
+        files.extend(_folder_tiffs(item) if item.is_dir() and not is_zarr_path(item) else [item])
     return files
 
 
@@ -140,16 +141,16 @@ def is_folder_layout(inputs: Sequence[str | os.PathLike], output: str | os.PathL
     text = os.fspath(output)
     return (
         len(inputs) > 1
-        or any(Path(item).is_dir() for item in inputs)
-        or Path(text).is_dir()
-        or text.endswith(("/", os.sep))
+        or any(Path(item).is_dir() and not is_zarr_path(item) for item in inputs)
+        or (Path(text).is_dir() and not is_zarr_path(text))
+        or (text.endswith(("/", os.sep)) and not is_zarr_path(text))
     )
 
 
 def sibling_path(labels: Path, kind: str, suffix: str = ".tif") -> Path:
     """A file next to ``labels`` named after it: ``x_labels.tif`` -> ``x_<kind><suffix>``, ``x.tif`` ->
     ``x_<kind><suffix>``."""
-    stem = strip_tiff_suffix(labels.name)
+    stem = labels.name[: -len(".zarr")] if is_zarr_path(labels) else strip_tiff_suffix(labels.name)
     if stem.lower().endswith("_labels"):
         stem = stem[: -len("_labels")]
     return labels.with_name(f"{stem}_{kind}{suffix}")
@@ -187,7 +188,7 @@ def _folder_jobs(files: list[Path], output: Path, probabilities: bool, objects: 
     seen: dict[str, Path] = {}
     jobs = []
     for path in files:
-        stem = strip_tiff_suffix(path.name)
+        stem = path.name.rstrip("/")[: -len(".zarr")] if is_zarr_path(path) else strip_tiff_suffix(path.name)
         # case-folded: on macOS and Windows x.tif and X.tif would write the same output file
         first = seen.setdefault(stem.casefold(), path)
         if first is not path:
@@ -206,20 +207,40 @@ def _folder_jobs(files: list[Path], output: Path, probabilities: bool, objects: 
     return jobs
 
 
+def _check_kinds(output: Path, prob: Path | None, extra: dict) -> None:
+    """Output names the writers take (TIFF or ``.zarr``), probabilities of the same kind as the labels."""
+    named = {"-o": output, "--probabilities": prob}
+    for option, path in named.items():
+        if path is not None and path.suffix and not (is_tiff_path(path) or is_zarr_path(path)):
+            raise BatchPlanError(f"{option} {path}: write a TIFF (.tif, .tiff) or an OME-Zarr store (.zarr)")
+    if prob is not None and is_zarr_path(prob) != is_zarr_path(output):
+        raise BatchPlanError(
+            f"-o {output} and --probabilities {prob}: give both as .zarr stores or both as TIFF files"
+        )
+    if is_zarr_path(output) and any(v is not None for v in extra.values()):
+        raise BatchPlanError(
+            "--instances / --measurements write TIFF / CSV next to TIFF labels; use -o LABELS.tif"
+        )
+
+
 def _single_job(
     image: Path, output: Path, probabilities: bool | str | os.PathLike | None, objects: dict
 ) -> Job:
+    zarr_out = is_zarr_path(output)
     if probabilities is True:
-        prob = probabilities_path(output)
+        prob = sibling_path(output, "probabilities", ".zarr") if zarr_out else probabilities_path(output)
     else:
         prob = Path(probabilities) if probabilities else None
     extra = {
         key: sibling_path(output, *_OBJECT_FILES[key]) if value is True else (Path(value) if value else None)
         for key, value in objects.items()
     }
+    _check_kinds(output, prob, extra)
     for path in (output, prob, *extra.values()):
         if path is not None and path.parent != Path() and not path.parent.is_dir():
             raise BatchPlanError(f"the folder {path.parent} does not exist")
+        if path is not None and not os.access(path.parent, os.W_OK):
+            raise BatchPlanError(f"cannot write {path}: the folder {path.parent} is not writable")
     if prob is not None and prob.resolve() == output.resolve():
         raise BatchPlanError(f"the labels and the probabilities would both go to {output}")
     job = Job(image, output, prob, **extra)
@@ -234,7 +255,13 @@ def _check_against_disk(jobs: list[Job], overwrite: bool) -> None:
     over_inputs = [p for job in jobs for p in job.outputs if p.resolve() in inputs]
     if over_inputs:
         raise BatchPlanError(f"the output {_listed(over_inputs)} would replace an input; choose another -o")
-    existing = [p for job in jobs for p in job.outputs if p.exists()]
+    # an unfinished OME-Zarr store of ours is resumed, not replaced (its run record is checked when it opens)
+    existing = [
+        p
+        for job in jobs
+        for p in job.outputs
+        if p.exists() and not (is_zarr_path(p) and store_state(p) == "partial")
+    ]
     if existing and not overwrite:
         if len(existing) == 1:
             raise BatchPlanError(f"{existing[0]} already exists; pass --overwrite to replace it")
@@ -372,6 +399,14 @@ def count_slices(path: Path) -> int:
     """
     import tifffile
 
+    if is_zarr_path(path):
+        from .ngff import read_zarr_image
+
+        try:
+            shape = read_zarr_image(path)[0].shape
+        except Exception:  # its turn reports it
+            return 1
+        return shape[0] if len(shape) == 3 else 1
     try:
         # tifffile logs what it finds odd in a header: collected here, the file is read again at its turn
         with collect_tifffile_warnings(), tifffile.TiffFile(path) as tif:
@@ -457,6 +492,7 @@ def predict_batch(
     overwrite: bool = False,
     keep_going: bool = True,
     objects: Any = None,
+    client: Any = None,
     **options: Any,
 ) -> Generator[BatchProgress, None, BatchResult]:
     """Predict every job's image with one model and write its outputs; a generator of :class:`BatchProgress`.
@@ -478,6 +514,8 @@ def predict_batch(
     objects : ObjectsRequest, optional
         Also cut one class into objects (:func:`napari_unet.instances.objects_of_prediction`) and write them
         to each job's ``instances`` / ``measurements`` files.
+    client : distributed.Client, optional
+        Jobs with OME-Zarr outputs run on this cluster's workers (:mod:`napari_unet.cluster`).
     **options
         Passed to :func:`napari_unet.predict.predict_stack` (``tile``, ``batch_size``, ``device``, ``tta``).
 
@@ -501,16 +539,25 @@ def predict_batch(
                 job,
                 before + rec.fraction * rec.n_slices,
                 sum(counts),
-                f"slice {rec.slice_index + 1}/{rec.n_slices}",
+                # records without tiles (OME-Zarr resume, cluster tasks) say themselves where the run is
+                rec.message if rec.tiles_total == 0 else f"slice {rec.slice_index + 1}/{rec.n_slices}",
             )
 
         try:
             data, scale, units = load(job.image)
             counts[index] = data.shape[0] if data.ndim == 3 else 1
-            want = job.probabilities is not None or objects is not None
-            run = predict_stack(data, model, meta, want_probabilities=want, **options)
-            result = yield from relay(run, record)
-            write_outputs(job, result, scale, units, overwrite=overwrite)
+            if is_zarr_path(job.labels):  # streamed into resumable stores, here or on the cluster
+                from ._batch_zarr import predict_zarr_job
+
+                run = predict_zarr_job(
+                    job, data, scale, units, model, meta, overwrite=overwrite, client=client, **options
+                )
+                result = yield from relay(run, record)
+            else:
+                want = job.probabilities is not None or objects is not None
+                run = predict_stack(data, model, meta, want_probabilities=want, **options)
+                result = yield from relay(run, record)
+                write_outputs(job, result, scale, units, overwrite=overwrite)
             found = None
             if objects is not None:
                 found = yield from _objects(

@@ -6,7 +6,17 @@ import argparse
 import sys
 
 from .._console import predict_batch_with_progress
+from ..ngff import is_zarr_path
 from ._common import CLIError, _check_input, _command, _int_at_least, _load_image
+
+
+def _load(path):
+    """The input as ``(data, scale, units)``: a Zarr / OME-Zarr store lazily, a TIFF as the other commands read it."""
+    if is_zarr_path(path):
+        from ..ngff import read_zarr_image
+
+        return read_zarr_image(path)
+    return _load_image(path)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -14,6 +24,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..checkpoint import load_checkpoint
 
     objects = _objects_request(args)
+    distributed = args.workers is not None or args.scheduler is not None
+    if args.workers is not None and args.scheduler is not None:
+        raise CLIError(
+            "--workers starts a cluster on this machine, --scheduler uses a running one: give one of them"
+        )
     try:
         jobs = plan_batch(
             args.image,
@@ -25,6 +40,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     except BatchPlanError as err:
         raise CLIError(str(err)) from None
+    zarr_jobs = [job for job in jobs if is_zarr_path(job.labels)]
+    if distributed and len(zarr_jobs) != len(jobs):
+        raise CLIError(
+            "--workers / --scheduler: the workers write into OME-Zarr stores; give -o LABELS.zarr "
+            "(and --probabilities PROB.zarr)"
+        )
     model, meta = load_checkpoint(_check_input(args.model))  # once for the whole batch
     for folder in {job.labels.parent for job in jobs}:
         folder.mkdir(parents=True, exist_ok=True)
@@ -33,16 +54,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"--instance-of {objects.value}: not a label value of the model (its values: {meta.get('label_values')})"
         )
     options = {"tile": args.tile, "batch_size": args.batch, "device": args.device, "tta": args.tta}
-    result = predict_batch_with_progress(
-        jobs,
-        model,
-        meta,
-        load=_load_image,
-        overwrite=args.overwrite,
-        keep_going=len(jobs) > 1,
-        objects=objects,
+    run = {
+        "load": _load,
+        "overwrite": args.overwrite,
+        "keep_going": len(jobs) > 1,
+        "objects": objects,
         **options,
-    )
+    }
+    try:
+        if distributed:
+            from ..cluster import open_client
+
+            with open_client(workers=args.workers, scheduler=args.scheduler, threads=args.threads) as (
+                client,
+                info,
+            ):
+                print(info.describe(), file=sys.stderr)
+                result = predict_batch_with_progress(jobs, model, meta, client=client, **run)
+        else:
+            result = predict_batch_with_progress(jobs, model, meta, **run)
+    except KeyboardInterrupt:
+        if zarr_jobs:
+            print(
+                f"napari-unet predict: {zarr_jobs[0].labels} is not finished (it is not marked complete); run the "
+                "same command again to resume it",
+                file=sys.stderr,
+            )
+        raise
     if len(jobs) > 1 or not result.ok:
         if not result.ok:
             print(f"napari-unet predict: error: {result.summary()}", file=sys.stderr)
@@ -91,15 +129,18 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         "napari-unet predict stacks/ --model model.pt -o labels/            # every stacks/*.tif\n"
         "napari-unet predict a.tif b.tif --model model.pt -o labels/ --probabilities\n"
         "napari-unet predict isbi.tif --model m.pt -o labels.tif --instances cells.tif --instance-of 255\n"
-        "napari-unet predict stacks/ --model m.pt -o out/ --instances --instance-of 2 --measurements",
+        "napari-unet predict stacks/ --model m.pt -o out/ --instances --instance-of 2 --measurements\n"
+        "napari-unet predict big.tif --model m.pt -o big.zarr --probabilities prob.zarr   # resumable OME-Zarr\n"
+        "napari-unet predict big.zarr --model m.pt -o labels.zarr --workers 2 --threads 1\n"
+        "napari-unet predict big.tif --model m.pt -o labels.zarr --scheduler tcp://10.0.0.5:8786",
         parents=[shared],
     )
     p.add_argument(
         "image",
         nargs="+",
         metavar="IMAGE",
-        help="image TIFF(s) to segment, (Y, X) or (Z, Y, X), or folders: a folder means its *.tif and *.tiff "
-        "files, sorted by name, not recursive",
+        help="image TIFF(s) or Zarr / OME-Zarr stores (NAME.zarr) to segment, (Y, X) or (Z, Y, X), or folders: "
+        "a folder means its *.tif and *.tiff files, sorted by name, not recursive",
     )
     p.add_argument("--model", required=True, metavar="MODEL.pt", help="a model saved by napari-unet")
     p.add_argument(
@@ -107,16 +148,19 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="one input file: the labels TIFF to write (or an existing folder); several inputs or a folder: "
-        "the output folder (created if missing), one NAME_labels.tif per input",
+        help="one input file: the labels TIFF to write, or an OME-Zarr store LABELS.zarr (labels under its "
+        "labels/ group, streamed slice by slice, resumable: the same command continues an interrupted run), or an "
+        "existing folder; several inputs or a folder: the output folder (created if missing), one "
+        "NAME_labels.tif per input",
     )
     p.add_argument(
         "--probabilities",
         nargs="?",
         const=True,
         metavar="PROB.tif",
-        help="also write per-class probabilities (float32): to PROB.tif, or with no file name (the only form "
-        "with several inputs; put it after the inputs) next to each labels file as NAME_probabilities.tif",
+        help="also write per-class probabilities (float32): to PROB.tif (PROB.zarr with -o LABELS.zarr), or "
+        "with no file name (the only form with several inputs; put it after the inputs) next to each labels "
+        "file as NAME_probabilities.tif (.zarr)",
     )
     p.add_argument(
         "--tile",
@@ -131,6 +175,20 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         help="tiles per forward pass, or auto (default)",
     )
     p.add_argument("--tta", action="store_true", help="test-time augmentation: average the 8 flips/rotations")
+    cluster = p.add_argument_group("dask.distributed (with -o LABELS.zarr)")
+    cluster.add_argument(
+        "--workers",
+        type=_int_at_least("workers", 1),
+        metavar="N",
+        help="start a dask LocalCluster of N worker processes on this machine (--threads: threads per worker, "
+        "default the cores shared among them); each worker reads its slices and writes their chunks itself",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="use a running dask scheduler and its workers (dask scheduler / dask worker, dask-jobqueue on "
+        "SLURM); the labels equal a single-process run's",
+    )
     objects = p.add_argument_group("objects (instance segmentation of one class)")
     objects.add_argument(
         "--instances",
