@@ -43,6 +43,7 @@ QT_WIDGETS = (
     "napari_unet._widgets._train_controls",
     "napari_unet._widgets._dock",
     "napari_unet._widgets._objects_controls",
+    "napari_unet._widgets._next_slices",
 )
 
 

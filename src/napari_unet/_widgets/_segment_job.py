@@ -32,6 +32,7 @@ __all__ = [
     "UncertaintyProgress",
     "describe_progress",
     "label_dtype",
+    "load_grayscale_model",
     "new_output",
     "segment_job",
 ]
@@ -121,16 +122,9 @@ def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
     ValueError
         When the model expects more than one channel per pixel (the widget's images have one), in words.
     """
-    from napari_unet.checkpoint import load_checkpoint
     from napari_unet.predict import predict_stack
 
-    model, meta = load_checkpoint(req.model_path)
-    in_channels = int(meta.get("model_kwargs", {}).get("in_channels", 1))
-    if in_channels != 1:
-        raise ValueError(
-            f"This model was trained on images with {in_channels} channels per pixel, but the chosen image has one. "
-            "Choose a model trained on single-channel (grayscale) images."
-        )
+    model, meta = load_grayscale_model(req.model_path)
     labels_out = probs_out = None
     if req.z is None and req.disk_folder is not None:
         labels_out = new_output(req.full_shape, label_dtype(meta["label_values"]), req.disk_folder, "labels")
@@ -213,6 +207,26 @@ def _uncertainty(req: SegmentRequest, probabilities: Any) -> Generator[Any, Any,
         out[z] = entropy(probabilities[z], axis=0)
         yield UncertaintyProgress(z + 1, shape[0])
     return out
+
+
+def load_grayscale_model(path: Path) -> tuple[Any, dict]:
+    """``load_checkpoint(path)`` (in the worker: it imports torch), for the widgets' one-channel images.
+
+    Raises
+    ------
+    ValueError
+        When the model expects more than one channel per pixel, in words.
+    """
+    from napari_unet.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(path)
+    in_channels = int(meta.get("model_kwargs", {}).get("in_channels", 1))
+    if in_channels != 1:
+        raise ValueError(
+            f"This model was trained on images with {in_channels} channels per pixel, but the chosen image has one. "
+            "Choose a model trained on single-channel (grayscale) images."
+        )
+    return model, meta
 
 
 def describe_progress(record: Any, z: int | None = None) -> Step | None:
