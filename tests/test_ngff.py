@@ -1,0 +1,136 @@
+"""OME-Zarr stores of napari-unet (no torch): the NGFF layout other tools read, completion, resume rules, input.
+
+The stores are real zarr stores on disk; their layout is checked through napari-ome-zarr's own reader (what
+napari uses to open them), not against our own expectations of the JSON.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from napari_unet.ngff import (
+    OutputSpec,
+    ZarrOutputError,
+    ZarrOutputs,
+    ZarrReadError,
+    read_zarr_image,
+    store_state,
+)
+
+SPEC = OutputSpec(
+    (3, 16, 20),
+    np.uint8,
+    np.uint8,
+    [0, 255],
+    ["membrane", "cell"],
+    (50.0, 4.0, 4.0),
+    ("nm", "nm", "nm"),
+    "em",
+)
+RUN = {"input": "/data/em.tif", "model": "abc", "tta": False}
+
+
+def _fill(outputs: ZarrOutputs, zs) -> None:
+    rng = np.random.default_rng(0)
+    for z in zs:
+        outputs.labels[z] = (rng.random((16, 20)) > 0.5).astype(np.uint8) * 255
+        outputs.probabilities[z] = rng.random((2, 16, 20)).astype(np.float32)
+        outputs.slice_done(z, np.full((16, 20), z, np.uint8))
+
+
+def test_the_stores_open_in_napari_ome_zarr_with_the_voxel_size(tmp_path):
+    from napari_ome_zarr import napari_get_reader
+
+    labels, probs = tmp_path / "em.zarr", tmp_path / "em_probabilities.zarr"
+    outputs = ZarrOutputs.open(labels, probs, SPEC, RUN)
+    _fill(outputs, range(3))
+    assert outputs.finish()
+    layers = napari_get_reader(str(labels))(str(labels))
+    kinds = {kind: (data, kw) for data, kw, kind in layers}
+    image, image_kw = kinds["image"]
+    label_data, label_kw = kinds["labels"]
+    assert list(image_kw["scale"]) == [50.0, 4.0, 4.0] and list(label_kw["scale"]) == [50.0, 4.0, 4.0]
+    assert np.array_equal(np.asarray(image[0])[2], np.full((16, 20), 2, np.uint8))  # the input copy
+    assert np.array_equal(np.asarray(label_data[0]), outputs.labels[:])
+    [(prob_data, prob_kw, kind)] = napari_get_reader(str(probs))(str(probs))
+    assert kind == "image" and prob_kw["channel_axis"] == 0 and tuple(prob_data[0].shape) == (2, 3, 16, 20)
+    assert [name.split(": ")[-1] for name in prob_kw["name"]] == ["membrane", "cell"]
+    # one slice per chunk: what a slice's task writes is its own files
+    assert zarr.open_group(str(labels), mode="r")["labels/segmentation/0"].chunks == (1, 16, 20)
+
+
+def test_a_store_is_marked_complete_only_when_every_slice_is_done(tmp_path):
+    labels, probs = tmp_path / "a.zarr", tmp_path / "p.zarr"
+    outputs = ZarrOutputs.open(labels, probs, SPEC, RUN)
+    _fill(outputs, [0, 2])
+    assert outputs.pending() == [1]
+    assert not outputs.finish()
+    assert store_state(labels) == "partial" and store_state(probs) == "partial"
+    _fill(outputs, [1])
+    assert outputs.finish()
+    assert store_state(labels) == "complete" and store_state(probs) == "complete"
+
+
+def test_an_unfinished_store_is_resumed_only_by_the_same_run(tmp_path):
+    labels, probs = tmp_path / "a.zarr", tmp_path / "p.zarr"
+    first = ZarrOutputs.open(labels, probs, SPEC, RUN)
+    _fill(first, [0])
+    first.record_plan({"tile": 96, "batch_size": 1})
+    again = ZarrOutputs.open(labels, probs, SPEC, RUN)
+    assert (
+        again.done_before == 1 and again.pending() == [1, 2] and again.plan == {"tile": 96, "batch_size": 1}
+    )
+    assert np.array_equal(again.labels[0], first.labels[0])
+    with pytest.raises(ZarrOutputError, match=r"other settings \(tta\)"):
+        ZarrOutputs.open(labels, probs, SPEC, {**RUN, "tta": True})
+    fresh = ZarrOutputs.open(labels, probs, SPEC, {**RUN, "tta": True}, overwrite=True)
+    assert fresh.done_before == 0 and fresh.plan is None and not fresh.labels[0].any()
+
+
+def test_finished_or_foreign_stores_are_replaced_only_with_overwrite(tmp_path):
+    labels = tmp_path / "a.zarr"
+    outputs = ZarrOutputs.open(labels, None, SPEC, RUN)
+    _fill_labels_only(outputs)
+    assert outputs.finish()
+    with pytest.raises(ZarrOutputError, match="already exists; pass --overwrite"):
+        ZarrOutputs.open(labels, None, SPEC, RUN)
+    foreign = tmp_path / "theirs.zarr"
+    zarr.open_group(str(foreign), mode="w").attrs["mine"] = True
+    with pytest.raises(ZarrOutputError, match="already exists"):
+        ZarrOutputs.open(foreign, None, SPEC, RUN)
+    assert dict(zarr.open_group(str(foreign), mode="r").attrs) == {"mine": True}  # untouched
+    # a half run whose probabilities store went missing cannot be resumed
+    half = ZarrOutputs.open(tmp_path / "h.zarr", tmp_path / "hp.zarr", SPEC, RUN)
+    del half
+    import shutil
+
+    shutil.rmtree(tmp_path / "hp.zarr")
+    with pytest.raises(ZarrOutputError, match="missing or not its probabilities"):
+        ZarrOutputs.open(tmp_path / "h.zarr", tmp_path / "hp.zarr", SPEC, RUN)
+
+
+def _fill_labels_only(outputs: ZarrOutputs) -> None:
+    for z in range(3):
+        outputs.labels[z] = 255
+        outputs.slice_done(z, np.zeros((16, 20), np.uint8))
+
+
+def test_zarr_inputs_give_their_image_with_the_voxel_size(tmp_path):
+    labels = tmp_path / "a.zarr"
+    outputs = ZarrOutputs.open(labels, None, SPEC, RUN)
+    _fill_labels_only(outputs)
+    data, scale, units = read_zarr_image(labels)  # an OME-Zarr image group: its level 0
+    assert data.shape == (3, 16, 20) and scale == (50.0, 4.0, 4.0) and units == ("nm", "nm", "nm")
+    plain = zarr.create_array(
+        str(tmp_path / "plain.zarr"), shape=(1, 4, 10, 12), chunks=(1, 1, 10, 12), dtype="u2"
+    )
+    plain[0, 1] = 7
+    data, scale, units = read_zarr_image(tmp_path / "plain.zarr")  # the singleton axis dropped
+    assert data.shape == (4, 10, 12) and scale == (1.0, 1.0, 1.0) and int(np.asarray(data[1]).max()) == 7
+    zarr.create_array(str(tmp_path / "four.zarr"), shape=(2, 4, 10, 12), dtype="u1")
+    with pytest.raises(ZarrReadError, match=r"expected a \(Y, X\) or \(Z, Y, X\) image"):
+        read_zarr_image(tmp_path / "four.zarr")
+    with pytest.raises(ZarrReadError, match="not a readable Zarr store"):
+        read_zarr_image(tmp_path / "missing.zarr")
