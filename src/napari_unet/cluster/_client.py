@@ -77,7 +77,7 @@ def open_client(
     threads : int, optional
         Threads per LocalCluster worker; default the machine's cores shared among the workers.
     timeout : float
-        Seconds to wait for the scheduler and for at least one worker.
+        Seconds to wait for at least one worker (and, up to 10 of them, for the scheduler to answer).
 
     Raises
     ------
@@ -92,7 +92,7 @@ def open_client(
     try:
         if scheduler is not None:
             try:
-                client = Client(scheduler, timeout=timeout)
+                client = Client(scheduler, timeout=min(timeout, 10))
             except (OSError, TimeoutError) as err:
                 raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler ({err})") from None
         else:
