@@ -211,7 +211,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     Parameters
     ----------
     path : path-like
-        The ``.pt`` file.
+        The ``.pt`` file, or a bioimage.io package (``.zip``) exported by napari-unet.
     map_location : str or torch.device
         Where tensors are placed.
 
@@ -231,8 +231,16 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    from .bioimageio._package import is_package, read_package_checkpoint
+
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        if is_package(path):  # a bioimage.io package napari-unet exported: its weights and napari_unet.json
+            ckpt = read_package_checkpoint(path, CheckpointError)
+            ckpt["state_dict"] = {k: v.to(map_location) for k, v in ckpt["state_dict"].items()}
+        else:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
     except pickle.UnpicklingError as err:
         reason = _torch_load_reason(err)
         if "global" in reason.lower():
