@@ -33,6 +33,7 @@ from ._common import (  # noqa: F401
 )
 from ._demo import _add_demo, cmd_demo  # noqa: F401
 from ._evaluate import _add_evaluate, _instance_arrays, cmd_evaluate  # noqa: F401
+from ._export import _add_export, cmd_export  # noqa: F401
 from ._info import _add_info, cmd_info  # noqa: F401
 from ._predict import _add_predict, _objects_request, cmd_predict  # noqa: F401
 from ._train import _add_train, _train_config, cmd_train  # noqa: F401
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub, shared)
     _add_evaluate(sub)
     _add_demo(sub, shared)
+    _add_export(sub, shared)
     return parser
 
 
