@@ -32,6 +32,7 @@ from ._common import (  # noqa: F401
     _shared_options,
 )
 from ._demo import _add_demo, cmd_demo  # noqa: F401
+from ._doctor import _add_doctor, cmd_doctor  # noqa: F401
 from ._evaluate import _add_evaluate, _instance_arrays, cmd_evaluate  # noqa: F401
 from ._export import _add_export, cmd_export  # noqa: F401
 from ._info import _add_info, cmd_info  # noqa: F401
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_demo(sub, shared)
     _add_export(sub, shared)
+    _add_doctor(sub)
     return parser
 
 
