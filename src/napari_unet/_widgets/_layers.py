@@ -47,12 +47,15 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def device_choice(**kwargs: Any) -> ComboBox:
-    """The "device" control of both widgets ("auto", "cpu", "cuda", "mps"); ``kwargs`` go to the ComboBox."""
+    """The "device" control of both widgets ("auto", "cpu", "cuda", "mps"); ``kwargs`` go to the ComboBox. Its
+    tooltip holds napari-unet doctor's facts (torch build, devices, threads, the fix for a CPU-only torch)."""
+    from napari_unet.doctor import device_tooltip
+
     return ComboBox(
         label="device",
         choices=list(DEVICES),
         value="auto",
-        tooltip="'auto' uses a CUDA GPU, then Apple MPS, then the CPU.",
+        tooltip=device_tooltip(),
         **kwargs,
     )
 
