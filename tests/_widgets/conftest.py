@@ -10,11 +10,10 @@ import torch
 @pytest.fixture
 def errors(monkeypatch):
     """Messages the widgets send to napari as error notifications, in order."""
-    from napari_unet._widgets import _runner, train
+    from napari_unet._widgets import _notify
 
     seen: list[str] = []
-    monkeypatch.setattr(train, "show_error", seen.append)
-    monkeypatch.setattr(_runner, "show_error", seen.append)
+    monkeypatch.setitem(_notify._SHOW, "error", seen.append)
     return seen
 
 

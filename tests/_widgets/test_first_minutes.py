@@ -190,3 +190,33 @@ def test_a_model_trained_earlier_is_offered_again_after_napari_closed(make_napar
 
     train2.model_source.value = FILE_MODEL  # fine-tuning from it: the same list
     assert str(kept.path) in [value for value in train2.model_group.recent.choices if value]
+
+
+def test_notifications_replace_each_other_instead_of_piling_up(make_napari_viewer, qtbot):
+    from napari.utils.notifications import show_info
+
+    from napari_unet._widgets._notify import _toast_text, notify, open_toasts
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(*SCREEN)
+    window.activateWindow()
+    qtbot.wait(100)
+
+    def texts():  # (toasts of earlier tests' viewers may still be listed: only the texts are compared)
+        return [_toast_text(toast) for toast in open_toasts()]
+
+    first = "Training cancelled at iteration 12. The best model so far is kept."
+    notify(first)
+    qtbot.waitUntil(lambda: first in texts(), timeout=3000)  # napari shows it from the main thread
+    second = "Training could not start: the strokes have one class only."
+    notify(second, "error")
+    qtbot.waitUntil(lambda: second in texts(), timeout=3000)
+    assert first not in texts()
+    # napari's own notifications (or another plugin's) are left alone
+    show_info("someone else's message")
+    qtbot.waitUntil(lambda: "someone else's message" in texts(), timeout=3000)
+    notify("Model saved to /tmp/m.pt")
+    qtbot.waitUntil(lambda: "Model saved to /tmp/m.pt" in texts(), timeout=3000)
+    assert second not in texts() and "someone else's message" in texts()

@@ -32,10 +32,11 @@ from typing import Any, TypeVar
 from magicgui.widgets import Label, PushButton
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress as napari_progress
-from napari.utils.notifications import notification_manager, show_error, show_info
+from napari.utils.notifications import notification_manager
 from psygnal import Signal
 
 from ._jobs import Cancelled, Outcome, Step, drive, user_message
+from ._notify import notify
 
 __all__ = ["Cancelled", "Outcome", "Runner", "Step", "in_background", "read_or_report", "user_message"]
 
@@ -53,7 +54,7 @@ def read_or_report(read: Callable[[], T], status: Label) -> T | None:
     try:
         return read()
     except ValueError as exc:
-        show_error(str(exc))
+        notify(str(exc), "error")
         status.value = "not started"
         return None
 
@@ -335,7 +336,7 @@ class Runner:
                 if cb is not None:
                     self._guarded(cb, outcome.value)
                 else:
-                    show_info(f"{self.task} cancelled.")
+                    notify(f"{self.task} cancelled.")
             else:
                 cb = self._callbacks.get("done")
                 if cb is not None:
@@ -353,7 +354,7 @@ class Runner:
     def report_error(self, exc: BaseException) -> None:
         """Tell the user about ``exc``: a plain sentence for expected failures, napari's traceback dialog for bugs."""
         if isinstance(exc, (ValueError, OSError, MemoryError, RuntimeError)):
-            show_error(user_message(exc, self.task))
+            notify(user_message(exc, self.task), "error")
         else:
             notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 

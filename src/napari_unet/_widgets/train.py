@@ -29,7 +29,6 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import Container, Label, PushButton
-from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QSizePolicy
 
 from napari_unet.config import TrainConfig
@@ -48,6 +47,7 @@ from ._layers import (
     painted_slices,
     watch_layers,
 )
+from ._notify import notify
 from ._plot import CurvePlot
 from ._runner import Runner, in_background, read_or_report
 from ._train_controls import (
@@ -341,7 +341,7 @@ class TrainWidget(Container):
         elif isinstance(record, Preview):
             self._show_preview(record)
         elif isinstance(record, PreviewFailed):
-            show_warning(f"The live preview stopped: {record.text}. Training goes on.")
+            notify(f"The live preview stopped: {record.text}. Training goes on.", "warning")
         elif hasattr(record, "loss") and hasattr(record, "phase"):
             self._take_numbers(record)
             now = time.monotonic()
@@ -390,7 +390,7 @@ class TrainWidget(Container):
         note = record.message.partition("; ")[2]
         if "not classes" in note and not self._warned_values:
             self._warned_values = True
-            show_warning(f"Live training: {note.split('; ')[-1]}.")
+            notify(f"Live training: {note.split('; ')[-1]}.", "warning")
         return note
 
     def _status_text(self, record: Any, note: str = "") -> str:
@@ -467,7 +467,7 @@ class TrainWidget(Container):
         self._remove_preview()
         if out is None or out.path is None:
             self.status.value = "stopped before the first checkpoint — the session's model is unchanged"
-            show_info("Training stopped before any model was saved; the session's model is unchanged.")
+            notify("Training stopped before any model was saved; the session's model is unchanged.")
             self.save_button.enabled = self.session.current is not None
             return
         quality = (
@@ -480,12 +480,10 @@ class TrainWidget(Container):
         self.session.set(out.path, out.meta or {}, description=description, source="trained")
         if out.cancelled and req.live:
             self.status.value = f"live: stopped at it. {out.iterations}; model kept"
-            show_info(
-                f"Live training stopped at iteration {out.iterations}; model kept as the session's model."
-            )
+            notify(f"Live training stopped at iteration {out.iterations}; model kept as the session's model.")
         elif out.cancelled:
             self.status.value = f"cancelled at it. {out.iterations}; kept the best model{quality}"
-            show_info(
+            notify(
                 f"Training cancelled at iteration {out.iterations}. The best model so far is kept{quality}."
             )
         else:
@@ -497,7 +495,7 @@ class TrainWidget(Container):
         self.save_button.enabled = self.session.current is not None
         if not self._started and isinstance(exc, (ValueError, OSError)):  # e.g. the strokes lack a class
             self.status.value = "not started — see the notification"
-            show_error(user_message(exc, "Training", started=False))
+            notify(user_message(exc, "Training", started=False), "error")
             return
         self.status.value = "failed — see the notification"
         self.runner.report_error(exc)
@@ -524,7 +522,7 @@ class TrainWidget(Container):
         try:
             dest = self.session.save(path)
         except (RuntimeError, OSError) as exc:
-            show_error(f"The model could not be saved: {exc}")
+            notify(f"The model could not be saved: {exc}", "error")
             return None
-        show_info(f"Model saved to {dest}")
+        notify(f"Model saved to {dest}")
         return dest
