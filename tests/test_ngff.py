@@ -134,3 +134,27 @@ def test_zarr_inputs_give_their_image_with_the_voxel_size(tmp_path):
         read_zarr_image(tmp_path / "four.zarr")
     with pytest.raises(ZarrReadError, match="not a readable Zarr store"):
         read_zarr_image(tmp_path / "missing.zarr")
+
+
+def test_napari_opens_the_stores_with_napari_unet_and_napari_ome_zarr(tmp_path):
+    import npe2
+
+    npe2.PluginManager.instance().discover()  # napari does this at start-up
+    labels, probs = tmp_path / "em.zarr", tmp_path / "em_probabilities.zarr"
+    outputs = ZarrOutputs.open(labels, probs, SPEC, RUN)
+    _fill(outputs, range(3))
+    assert outputs.finish()
+    for plugin in ("napari-unet", "napari-ome-zarr"):
+        layers = npe2.read([str(labels)], plugin_name=plugin, stack=False)
+        kinds = sorted(kind for _, _, kind in layers)
+        assert kinds == ["image", "labels"], plugin
+        [label_data] = [d for d, _, kind in layers if kind == "labels"]
+        label_data = label_data[0] if isinstance(label_data, list) else label_data
+        assert np.array_equal(np.asarray(label_data), outputs.labels[:]), plugin
+        assert all(tuple(kw["scale"]) == (50.0, 4.0, 4.0) for _, kw, _ in layers), plugin
+        [(prob, kw, kind)] = npe2.read([str(probs)], plugin_name=plugin, stack=False)
+        prob = prob[0] if isinstance(prob, list) else prob
+        assert kind == "image" and kw["channel_axis"] == 0 and tuple(prob.shape) == (2, 3, 16, 20), plugin
+    from napari_unet._zarr_reader import get_reader
+
+    assert get_reader(str(tmp_path / "x.tif")) is None and get_reader(str(tmp_path / "missing.zarr")) is None
