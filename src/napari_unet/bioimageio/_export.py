@@ -114,6 +114,7 @@ def _scripted(net: torch.nn.Module, example: torch.Tensor, step: int) -> torch.j
     with torch.no_grad(), warnings.catch_warnings():
         # the size checks in forward() become constants of the trace: the second size below proves they hold
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is what bioimage.io consumers load
         traced = torch.jit.trace(net, example, check_trace=False)
         other = torch.nn.functional.pad(example, (0, step, 0, step), mode="reflect")
         if not torch.allclose(traced(other), net(other), atol=1e-5):
