@@ -199,3 +199,17 @@ def test_objects_inputs_in_words(make_napari_viewer, tiny_model, errors, notes):
     w.min_size.value = "-3"
     assert not w.run() and "0 or more" in errors[-1]
     assert [layer.name for layer in viewer.layers] == ["slice"]
+
+
+def test_the_unfolded_objects_group_still_fits_a_laptop_screen(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(_image(), name="em")
+    _d1, train = viewer.window.add_plugin_dock_widget("napari-unet", "Train U-Net")
+    _d2, segment = viewer.window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(1366, 768)
+    segment.objects.value = segment.uncertainty.value = segment.advanced.value = True
+    qtbot.wait(100)
+    assert window.minimumSizeHint().height() <= 768 - 40  # the form scrolls; the window does not grow
+    assert segment.run_button.native.isVisible()
