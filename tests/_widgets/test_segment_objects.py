@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 
 import numpy as np
-import pytest
 
-from napari_unet._widgets import segment as segment_module
 from napari_unet._widgets._layers import OWNER_KEY, layer_choices
 from napari_unet._widgets.segment import SCOPE_SLICE, SIZE_PHYSICAL, SegmentWidget
 from napari_unet.instances import measure_objects
@@ -39,14 +37,6 @@ def _run(qtbot, w):
 def _shown(widget) -> bool:
     """Not hidden (the viewer itself is not shown in these tests)."""
     return not widget.native.isHidden()
-
-
-@pytest.fixture
-def notes(monkeypatch):
-    """The widget's error notifications, in order."""
-    seen: list[str] = []
-    monkeypatch.setattr(segment_module, "show_error", seen.append)
-    return seen
 
 
 def test_objects_layer_has_one_features_row_per_object_in_the_images_units(
@@ -122,12 +112,12 @@ def test_objects_layer_has_one_features_row_per_object_in_the_images_units(
 
 
 def test_csv_export_writes_one_row_per_object_with_physical_units(
-    make_napari_viewer, qtbot, tiny_model, tmp_path, notes
+    make_napari_viewer, qtbot, tiny_model, tmp_path, errors
 ):
     viewer = make_napari_viewer()
     viewer.add_image(_image(), name="em", scale=(0.05, 0.005, 0.005), units=("µm", "µm", "µm"))
     w = _widget(viewer, tiny_model)
-    assert w.export_objects(tmp_path / "none.csv") is None and "no objects" in notes[-1]
+    assert w.export_objects(tmp_path / "none.csv") is None and "no objects" in errors[-1]
     w.objects.value = True
     w.objects_mode.value, w.objects_preset.value = "2d", "cells"
     w.min_size.value, w.min_size_unit.value = "0.000125", SIZE_PHYSICAL  # µm² per section: 5 pixels of 25e-6
@@ -160,7 +150,7 @@ def test_csv_export_writes_one_row_per_object_with_physical_units(
     before = path.read_text(encoding="utf-8")
     path.write_text("mine", encoding="utf-8")
     assert w.export_objects(path) is None  # never replaced silently
-    assert "exists already" in notes[-1] and path.read_text(encoding="utf-8") == "mine"
+    assert "exists already" in errors[-1] and path.read_text(encoding="utf-8") == "mine"
     assert w.export_objects(path, overwrite=True) == path and path.read_text(encoding="utf-8") == before
 
 
@@ -186,7 +176,7 @@ def test_current_slice_objects_and_uncertainty_write_that_slice(make_napari_view
     np.testing.assert_allclose(np.asarray(uncertainty.data)[1], entropy_map(probs)[0], atol=1e-6)
 
 
-def test_objects_inputs_in_words(make_napari_viewer, tiny_model, errors, notes):
+def test_objects_inputs_in_words(make_napari_viewer, tiny_model, errors):
     viewer = make_napari_viewer()
     viewer.add_image(_image((64, 64)), name="slice")
     w = _widget(viewer, tiny_model)

@@ -29,7 +29,6 @@ from magicgui.widgets import (
     RadioButtons,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
 
 from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
@@ -55,6 +54,7 @@ from ._layers import (
     tag,
     watch_layers,
 )
+from ._notify import notify
 from ._objects import features_of, known_voxel_size, unit_of, write_features_csv
 from ._objects_controls import SIZE_PHYSICAL, SIZE_PIXELS, ObjectsControls, ask_csv_path
 from ._runner import Runner, read_or_report
@@ -372,7 +372,7 @@ class SegmentWidget(Container):
 
     def _on_cancelled(self, _value: Any) -> None:
         self.status.value = "cancelled — layers unchanged"
-        show_info("Segmentation cancelled; no layer was changed.")
+        notify("Segmentation cancelled; no layer was changed.")
 
     def _on_failed(self, exc: BaseException) -> None:
         self.status.value = "failed"
@@ -403,7 +403,7 @@ class SegmentWidget(Container):
         )
         labels_layer.refresh()
         if res.notes:
-            show_info("Segmentation: " + "; ".join(res.notes))
+            notify("Segmentation: " + "; ".join(res.notes))
 
     def _write_labels(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Labels:
         name = f"{image.name} U-Net"
@@ -557,7 +557,7 @@ class SegmentWidget(Container):
     def _on_export_clicked(self, value: Any = None) -> None:
         layer = self.objects_layer()
         if layer is None:
-            show_error(NO_OBJECTS)
+            notify(NO_OBJECTS, "error")
             return
         chosen = ask_csv_path(self.native, Path.home() / f"{layer.name}.csv")
         if chosen is not None:
@@ -571,17 +571,17 @@ class SegmentWidget(Container):
         """
         layer = self.objects_layer()
         if layer is None:
-            show_error(NO_OBJECTS)
+            notify(NO_OBJECTS, "error")
             return None
         info = layer.metadata.get(OWNER_KEY) or {}
         try:
             dest = write_features_csv(path, layer.features, info.get("unit"), overwrite=overwrite)
         except (FileExistsError, ValueError, OSError) as exc:
-            show_error(f"The objects were not exported: {exc}")
+            notify(f"The objects were not exported: {exc}", "error")
             return None
         n = len(layer.features)
         self.status.value = f"{n} objects exported to {dest.name}"
-        show_info(f"{n} objects of '{layer.name}' written to {dest}")
+        notify(f"{n} objects of '{layer.name}' written to {dest}")
         return dest
 
     def _disk_for(self, shape: tuple[int, ...], itemsize: int) -> Path | None:
