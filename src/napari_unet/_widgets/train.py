@@ -47,6 +47,7 @@ from ._layers import (
     painted_slices,
     watch_layers,
 )
+from ._next_slices import NextSlicesPanel
 from ._notify import notify
 from ._plot import CurvePlot
 from ._runner import Runner, in_background, read_or_report
@@ -130,6 +131,8 @@ class TrainWidget(Container):
     train_button ("Train", "Cancel" while running, "Stop" in live mode), save_button : PushButton
     plot : CurvePlot
     runner : Runner
+    next_slices : NextSlicesPanel
+        "where to paint next?": the slices where the session's model is least sure, ranked when training ends.
     engine_warm_up : threading.Thread
         Imports the engine in the background when the widget opens (join it to time a warm run).
     """
@@ -172,7 +175,11 @@ class TrainWidget(Container):
 
         # The form scrolls (a laptop screen holds both docks); the curve, the Train button, the status line and
         # the model line stay pinned under it, in view while training.
-        self.form = Container(widgets=groups, labels=False)
+        # "where to paint next?": the slices the model is least sure about, listed when training ends
+        self.next_slices = NextSlicesPanel(
+            napari_viewer, self.session, self.image_layer, self.labels_layer, self.device
+        )
+        self.form = Container(widgets=[*groups, self.next_slices], labels=False)
         self.form.margins = (0, 0, 0, 0)
         self._tail = Container(widgets=[self.model_info, self.save_button], labels=False, layout="horizontal")
         self._tail.margins = (0, 0, 0, 0)
@@ -294,6 +301,7 @@ class TrainWidget(Container):
         req = read_or_report(self.request, self.status)
         if req is None:
             return False
+        self.next_slices.runner.cancel()  # a ranking of the previous model would be stale
         self.plot.clear()
         self.plot.set_total(req.config.iterations)
         self._budget_seconds = req.config.minutes * 60 if req.config.minutes is not None else None
@@ -478,6 +486,7 @@ class TrainWidget(Container):
         how = "trained live" if req.live else "trained"
         description = f"{how} on '{req.image_name}', {out.iterations} it.{quality}"
         self.session.set(out.path, out.meta or {}, description=description, source="trained")
+        self.next_slices.start()  # where the new model is least sure, in the background
         if out.cancelled and req.live:
             self.status.value = f"live: stopped at it. {out.iterations}; model kept"
             notify(f"Live training stopped at iteration {out.iterations}; model kept as the session's model.")
