@@ -16,8 +16,6 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
-from ..predict import PredictProgress, PredictResult, ZarrRun, model_digest
-from ..predict._to_zarr import _resume_record, finished_result
 from ._tasks import model_payload, predict_slab
 
 __all__ = ["predict_on_cluster", "slabs"]
@@ -36,7 +34,7 @@ def slabs(zs: list[int], n_workers: int, size: int | None = None) -> list[list[i
 
 def predict_on_cluster(
     client: Any,
-    run: ZarrRun,
+    run: Any,
     model: Any,
     meta: dict | None,
     *,
@@ -45,7 +43,7 @@ def predict_on_cluster(
     amp: bool = True,
     device: str = "auto",
     slab: int | None = None,
-) -> Generator[PredictProgress, None, PredictResult]:
+) -> Generator[Any, None, Any]:
     """Predict ``run``'s slices not done on the workers of ``client``; a generator like ``predict_to_zarr``.
 
     Parameters
@@ -76,8 +74,11 @@ def predict_on_cluster(
     """
     from distributed import as_completed
 
+    from ..predict import PredictProgress, model_digest
+    from ..predict._to_zarr import finished_result, resume_record
+
     t0 = time.perf_counter()
-    yield _resume_record(run)
+    yield resume_record(run)
     n_workers = len(client.scheduler_info()["workers"])
     payload = model_payload(model, meta, model_digest(model))
     [shipped] = client.scatter([payload], broadcast=True, hash=False)

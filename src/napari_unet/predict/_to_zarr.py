@@ -30,7 +30,15 @@ from ._records import PredictProgress, PredictResult
 from ._source import SliceSource
 from ._stack import TilePlan, predict_stack
 
-__all__ = ["ZarrRun", "model_digest", "open_zarr_run", "predict_to_zarr", "predict_to_zarr_sync"]
+__all__ = [
+    "ZarrRun",
+    "finished_result",
+    "model_digest",
+    "open_zarr_run",
+    "predict_to_zarr",
+    "predict_to_zarr_sync",
+    "resume_record",
+]
 
 
 def model_digest(model: UNet) -> str:
@@ -159,7 +167,7 @@ def predict_to_zarr(
     """
     t0 = time.perf_counter()
     outputs = run.outputs
-    yield _resume_record(run)
+    yield resume_record(run)
     source = SliceSource(image)
     is_stack = source.ndim == 3
     notes: tuple[str, ...] = ()
@@ -185,7 +193,8 @@ def predict_to_zarr(
     return finished_result(run, time.perf_counter() - t0, describe_device(run.device), notes)
 
 
-def _resume_record(run: ZarrRun) -> PredictProgress:
+def resume_record(run: ZarrRun) -> PredictProgress:
+    """The first record of a run into stores: how many slices an earlier run did, how many are left."""
     done, total = run.outputs.done_before, run.outputs.n_slices
     if done:
         message = f"resuming {run.outputs.labels_path}: {done} of {total} slice(s) already done, {len(run.todo)} to go"
