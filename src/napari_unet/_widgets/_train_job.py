@@ -279,9 +279,20 @@ def train_job(req: TrainRequest, slice_index: Callable[[], int | None]) -> Gener
     validation, ``best.pt`` holds the last weights.
     """
     calm_openmp()  # the warm-up did it already, unless it has not run; a no-op once torch is loaded
+    from napari_unet.checks import check_training_inputs
     from napari_unet.device import describe_device, select_device
     from napari_unet.train import SNAPSHOT, LiveAnnotations, train
 
+    # the checks the CLI runs, before any work: one sentence (a notification) and nothing of the user's changed
+    check_training_inputs(
+        req.image,
+        req.labels,
+        dense=bool(req.config.dense),
+        fine_tune=req.init is not None,
+        live=bool(req.live),
+        val_slices=req.config.val_slices,
+        names=(f"the image {req.image_name}", "the labels"),
+    )
     yield DeviceInfo(describe_device(select_device(req.config.device)))
     live = None
     if req.live:
