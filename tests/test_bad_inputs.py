@@ -163,7 +163,7 @@ def _fill(argv: list, f: dict) -> list[str]:
 BAD = [
     ("train-shape", ["train", "{image}", "{labels_short}", "-o", "@m.pt", *FAST], "same shape"),
     ("train-labels-empty", ["train", "{image}", "{labels_zero}", "-o", "@m.pt", *FAST], "are all 0"),
-    ("train-labels-one-class", ["train", "{image}", "{labels_one}", "-o", "@m.pt", *FAST], "one class only"),
+    ("train-labels-one-class", ["train", "{image}", "{labels_one}", "-o", "@m.pt", *FAST], "only one class"),
     ("train-labels-float", ["train", "{image}", "{labels_float}", "-o", "@m.pt", *FAST], "fractional"),
     ("train-labels-negative", ["train", "{image}", "{labels_negative}", "-o", "@m.pt", *FAST], "negative"),
     ("train-labels-huge", ["train", "{image}", "{labels_huge}", "-o", "@m.pt", *FAST], "65535"),

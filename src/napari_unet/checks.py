@@ -35,6 +35,7 @@ __all__ = [
     "check_same_shape",
     "check_slices",
     "check_tile",
+    "check_training_inputs",
 ]
 
 MAX_LABEL_VALUE = 65535  # predictions are written as uint8 / uint16
@@ -187,10 +188,11 @@ def check_image(
         raise InputError(
             f"{name} holds no finite pixel (all NaN or infinite in the slices read); check how it was exported"
         )
-    if for_training and _constant(data, dtype):
-        value = next(f for f in finite if f.size).flat[0]
+    values = np.concatenate([f.ravel() for f in finite])
+    if for_training and values.size and values.min() == values.max():
         raise InputError(
-            f"{name} is constant (every pixel {value}); there is nothing to learn from it, choose the image itself"
+            f"{name} is constant (every pixel read is {values.flat[0]}); there is nothing to learn from it, choose "
+            "the image itself"
         )
 
 
@@ -199,13 +201,6 @@ def _sample_planes(data: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
         return [np.asarray(data)]
     n = shape[0]
     return [np.asarray(data[z]) for z in sorted({0, n // 2, n - 1})]
-
-
-def _constant(data: Any, dtype: np.dtype) -> bool:
-    array = np.asarray(data)
-    if dtype.kind == "f":
-        array = array[np.isfinite(array)]
-    return array.size > 0 and bool(array.min() == array.max())
 
 
 def check_same_shape(image: Any, labels: Any, names: tuple[str, str] = ("image", "labels")) -> None:
@@ -254,7 +249,7 @@ def check_labels(
     classes = values if dense else [v for v in values if v != 0]
     if not classes:
         raise InputError(
-            f"{name} are all 0, and 0 means 'not annotated'; paint at least two classes (e.g. 1 = membrane, "
+            f"no annotations: {name} are all 0, and 0 means 'not annotated'; paint at least two classes (e.g. 1 = membrane, "
             "2 = cell) or pass --dense for complete ground truth"
         )
     if len(classes) > MAX_CLASSES:
@@ -265,7 +260,7 @@ def check_labels(
     if len(classes) < 2 and not fine_tune:
         hint = "" if dense else " (or pass --dense if 0 is a class too)"
         raise InputError(
-            f"{name} hold one class only (value {classes[0]}); a new model needs at least two classes, e.g. "
+            f"{name} hold only one class (value {classes[0]}); a new model needs at least two classes, e.g. "
             f"membrane and cell interior{hint}"
         )
     return classes
@@ -306,6 +301,28 @@ def check_label_dtype(labels: Any, name: str = "labels") -> np.ndarray:
             "save them as unsigned integers"
         )
     return array
+
+
+def check_training_inputs(
+    image: Any,
+    labels: Any,
+    *,
+    dense: bool = False,
+    fine_tune: bool = False,
+    live: bool = False,
+    val_slices: tuple[int, int] | None = None,
+    names: tuple[str, str] = ("image", "labels"),
+) -> None:
+    """What training needs of its inputs, for the CLI and the Train widget alike: an image to learn from, labels
+    of its shape that a U-Net can learn, validation slices inside the stack. ``live`` (painting while training
+    runs) accepts labels with nothing painted yet: the engine waits for strokes."""
+    check_image(image, names[0], allow_channels=True, for_training=True)
+    check_same_shape(image, labels, names)
+    if live:
+        check_label_dtype(labels, names[1])
+    else:
+        check_labels(labels, names[1], dense=dense, fine_tune=fine_tune)
+    check_slices(val_slices, labels.shape[0] if len(labels.shape) == 3 else 1)
 
 
 # ------------------------------------------------------------------------------------------------ numbers

@@ -48,7 +48,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _checked_inputs(args: argparse.Namespace, config: TrainConfig):
     """Image, labels and voxel size of ``napari-unet train``, every check done before any work starts."""
-    from ..checks import InputError, check_image, check_labels, check_same_shape, check_slices
+    from ..checks import InputError, check_training_inputs
 
     image_path = _check_input(args.image, "image")
     labels_path = _check_input(args.labels, "labels")
@@ -58,10 +58,14 @@ def _checked_inputs(args: argparse.Namespace, config: TrainConfig):
     image, scale, _ = _load_image(image_path)
     labels, _, _ = _load_image(labels_path)
     try:
-        check_image(image, str(image_path), allow_channels=True, for_training=True)
-        check_same_shape(image, labels, (f"image {image_path}", f"labels {labels_path}"))
-        check_labels(labels, str(labels_path), dense=bool(config.dense), fine_tune=bool(args.init))
-        check_slices(config.val_slices, labels.shape[0] if labels.ndim == 3 else 1)
+        check_training_inputs(
+            image,
+            labels,
+            dense=bool(config.dense),
+            fine_tune=bool(args.init),
+            val_slices=config.val_slices,
+            names=(f"image {image_path}", f"labels {labels_path}"),
+        )
         _check_geometry(config)
     except InputError as err:
         raise CLIError(str(err)) from None
