@@ -122,8 +122,10 @@ def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
     ValueError
         When the model expects more than one channel per pixel (the widget's images have one), in words.
     """
+    from napari_unet.checks import check_image
     from napari_unet.predict import predict_stack
 
+    check_image(req.image, "the image")  # the CLI's check, before any work: a sentence, not a failed prediction
     model, meta = load_grayscale_model(req.model_path)
     labels_out = probs_out = None
     if req.z is None and req.disk_folder is not None:
