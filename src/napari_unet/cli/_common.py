@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..checks import InputError, check_input_file, check_output
+from ..checks import InputError, check_image, check_input_file, check_output
 from ..config import parse_auto_int
 
 
@@ -102,6 +102,10 @@ def _load_image(path: Path):
             f"{path}: expected a 2D image or a (Z, Y, X) stack, got shape {tuple(data.shape)}; "
             "split time points into separate files first"
         )
+    try:
+        check_image(data, str(path))  # a few slices: no finite pixel, an empty or non-numeric image
+    except InputError as err:
+        raise CLIError(str(err)) from None
     return data, scale, units
 
 
