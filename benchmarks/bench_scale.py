@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         stack = folder / f"stack_{size}.tif"
         n = make_stack(stack, size)
         reference = None
-        for config in args.configs:
-            labels, probs = folder / f"{config}.zarr", folder / f"{config}_p.zarr"
+        for index, config in enumerate(
+            args.configs
+        ):  # a configuration may be listed twice (interleaved rounds)
+            labels, probs = folder / f"{index}_{config}.zarr", folder / f"{index}_{config}_p.zarr"
             command = [
                 *cli,
                 str(stack),
