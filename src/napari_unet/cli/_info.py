@@ -16,7 +16,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         path = _check_input(name)
         print(describe_tiff(path))
         try:
-            read_tiff(path, lazy=True)  # what train / predict / the viewer would meet; lazy: no pixel is decoded
+            # what train / predict / the viewer would meet; lazy: no pixel is decoded
+            read_tiff(path, lazy=True)
         except TiffReadError as err:
             failed.append(str(err))
     for message in failed:  # described above; said once more where scripts look for it
