@@ -44,6 +44,8 @@ QT_WIDGETS = (
     "napari_unet._widgets._dock",
     "napari_unet._widgets._objects_controls",
     "napari_unet._widgets._next_slices",
+    "napari_unet._widgets._segment_layers",
+    "napari_unet._widgets._notify",
 )
 
 

@@ -51,7 +51,6 @@ from ._layers import (
     recent_model_choice,
     shape_text,
     stack_data,
-    tag,
     watch_layers,
 )
 from ._notify import notify
@@ -66,6 +65,7 @@ from ._segment_job import (
     new_output,
     segment_job,
 )
+from ._segment_layers import write_probabilities, write_uncertainty
 
 __all__ = [
     "DEVICES",
@@ -386,11 +386,11 @@ class SegmentWidget(Container):
             self.objects_group.refresh()
         labels_layer = self._write_labels(out, image, req)
         if out.probabilities is not None:
-            self._write_probabilities(out, image, req)
+            write_probabilities(self._viewer, out, image, req, self._disk_for)
         if out.objects is not None:
             self._write_objects(out, image, req)
         if out.uncertainty is not None:
-            self._write_uncertainty(out, image, req)
+            write_uncertainty(self._viewer, out, image, req, self._disk_for)
         res = out.result
         where = f"slice {out.z}" if out.z is not None else shape_text(req.full_shape)
         found = (
@@ -438,42 +438,6 @@ class SegmentWidget(Container):
         layer.data[out.z] = np.asarray(out.labels[0]).astype(layer.data.dtype, copy=False)
         return layer
 
-    def _write_probabilities(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Image:
-        """Probabilities are kept as predict_stack writes them, (Z, K, Y, X), and shown class-axis-first."""
-        name = f"{image.name} U-Net probabilities"
-        layer = find_owned(self._viewer, "probabilities", str(image.unique_id))
-        probs = out.probabilities
-        n_classes = int(probs.shape[-3])
-        backing_shape = req.full_shape[:-2] + (n_classes,) + req.full_shape[-2:]
-        kwargs = {
-            "name": name,
-            "colormap": "magma",
-            "contrast_limits": (0.0, 1.0),
-            "blending": "additive",
-            "opacity": 0.7,
-            "metadata": owner_metadata(
-                "probabilities", str(image.unique_id), class_names=list(out.meta.get("class_names", []))
-            ),
-        }
-        if out.z is None:
-            backing = probs
-        else:
-            backing = _backing(layer) if layer is not None else None
-            if backing is None or tuple(backing.shape) != backing_shape:
-                backing = new_output(
-                    backing_shape, np.dtype(np.float32), self._disk_for(backing_shape, 4), "probabilities"
-                )
-            backing[out.z] = np.asarray(probs[0], dtype=np.float32)
-        if layer is None:
-            kwargs["axis_labels"] = _class_axis_labels(image)  # the class slider is named "class", not "-4"
-            layer = self._viewer.add_image(_class_first(backing), **kwargs, **geometry_of(image, 1))
-        else:
-            layer.data = _class_first(backing)
-            place_on(layer, image, 1)
-        tag(layer, "probabilities", str(image.unique_id))
-        layer.metadata[OWNER_KEY]["backing"] = backing
-        return layer
-
     def _write_objects(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Labels:
         """The objects layer: uint32 ids on the image's pixels, its features table one row per object.
 
@@ -512,36 +476,6 @@ class SegmentWidget(Container):
             place_on(layer, image)
         layer.metadata[OWNER_KEY].update(info)
         self._last_objects = layer
-        return layer
-
-    def _write_uncertainty(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Image:
-        """The uncertainty layer (0..1) on the image's pixels; the current-slice scope writes only that slice."""
-        name = f"{image.name} U-Net uncertainty"
-        source = str(image.unique_id)
-        layer = find_owned(self._viewer, "uncertainty", source)
-        data = out.uncertainty
-        if out.z is not None:
-            data = layer.data if layer is not None else None
-            if data is None or tuple(data.shape) != req.full_shape:
-                data = new_output(
-                    req.full_shape, np.dtype(np.float32), self._disk_for(req.full_shape, 4), "uncertainty"
-                )
-            data[out.z] = np.asarray(out.uncertainty[0])
-        if layer is None:
-            layer = self._viewer.add_image(
-                data,
-                name=name,
-                colormap="inferno",
-                contrast_limits=(0.0, 1.0),
-                blending="additive",
-                opacity=0.7,
-                metadata=owner_metadata("uncertainty", source),
-                **geometry_of(image),
-            )
-        else:
-            layer.data = data
-            place_on(layer, image)
-            layer.refresh()
         return layer
 
     # -- objects → CSV --------------------------------------------------------------------------------------------
@@ -594,34 +528,3 @@ def _auto_or_int(text: str, what: str) -> int | str:
     """'auto' (also for an empty field) or the positive whole number typed into a field."""
     value = parse_auto_int(str(text).strip() or "auto", what)
     return "auto" if value is None else value
-
-
-def _class_axis_labels(image: Image) -> tuple[str, ...]:
-    """Axis labels of the probabilities layer: "class", then the image's own ("z", "y", "x" where napari has only
-    its numbered defaults)."""
-    own = tuple(str(a) for a in getattr(image, "axis_labels", ()))
-    named = ("z", "y", "x")[-image.ndim :] if image.ndim <= 3 else own
-    if len(own) != image.ndim or all(a.lstrip("-").isdigit() for a in own):
-        own = named
-    return ("class", *own)
-
-
-def _backing(layer: Any) -> Any:
-    info = layer.metadata.get(OWNER_KEY)
-    return info.get("backing") if isinstance(info, dict) else None
-
-
-def _class_first(probabilities: Any) -> Any:
-    """(Z, K, Y, X) → (K, Z, Y, X) for display, without copying.
-
-    numpy: a view. A zarr store: a lazy dask view with a fresh name each time, so that napari's dask cache never
-    serves a slice from before the latest write. (K, Y, X) (one 2D image) is already class-first.
-    """
-    if probabilities.ndim == 3:
-        return probabilities
-    if isinstance(probabilities, np.ndarray):
-        return np.moveaxis(probabilities, 1, 0)
-    import dask.array as da
-
-    chunks = (1, 1) + tuple(int(s) for s in probabilities.shape[-2:])
-    return da.moveaxis(da.from_array(probabilities, chunks=chunks, name=False), 1, 0)
