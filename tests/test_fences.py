@@ -45,7 +45,6 @@ QT_WIDGETS = (
     "napari_unet._widgets._objects_controls",
     "napari_unet._widgets._next_slices",
     "napari_unet._widgets._segment_layers",
-    "napari_unet._widgets._notify",
 )
 
 
