@@ -16,9 +16,12 @@ are written to a temporary name and renamed, so an interrupted save never leaves
 
 from __future__ import annotations
 
+import io
+import json
 import numbers
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint",
     "load_checkpoint",
+    "is_package",
+    "read_package_checkpoint",
 ]
 
 CHECKPOINT_VERSION = 1
@@ -196,6 +201,68 @@ def save_checkpoint(path: str | os.PathLike, model: UNet, **meta: Any) -> None:
         torch.save(ckpt, fh)
 
 
+# ------------------------------------------------------------------ bioimage.io packages napari-unet exported
+# (written by napari_unet.bioimageio.export_package; read here with torch alone, so --model model.zip needs no
+# bioimageio library and checkpoint.py imports nothing of napari_unet.bioimageio)
+
+META_NAME = "napari_unet.json"
+WEIGHTS_NAME = "weights.pt"
+_RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
+
+
+def is_package(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a zip file with a bioimage.io description (``rdf.yaml`` / ``bioimageio.yaml``)."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith(_RDF_NAMES) for name in archive.namelist())
+
+
+def read_package_checkpoint(path: str | os.PathLike, error: type[Exception] = ValueError) -> dict:
+    """The napari-unet checkpoint dict (``state_dict`` included) of a package napari-unet exported.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.zip`` package.
+    error : exception class
+        Raised (with one sentence) when the package was not exported by napari-unet or is damaged.
+
+    Returns
+    -------
+    dict
+        As :func:`napari_unet.checkpoint.read_checkpoint` returns it.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if META_NAME not in names or WEIGHTS_NAME not in names:
+                raise error(
+                    f"{path} is a bioimage.io package from another tool (no {META_NAME}); napari-unet reads the "
+                    "packages it exported itself: run that model with its own tool (or bioimageio.core)"
+                )
+            meta = json.loads(archive.read(META_NAME).decode("utf-8"))
+            weights = archive.read(WEIGHTS_NAME)
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{path}: the bioimage.io package is damaged ({type(err).__name__}: {err})") from err
+    try:
+        state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    except Exception as err:  # refused pickles and damaged files alike
+        raise error(
+            f"{path}: the package's {WEIGHTS_NAME} is not a plain state dict, so it was not loaded "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
+    if not isinstance(meta, dict) or not isinstance(state, dict):
+        raise error(f"{path}: the package's {META_NAME} / {WEIGHTS_NAME} do not hold a napari-unet model")
+    ckpt = dict(meta)
+    if ckpt.get("voxel_size") is not None:
+        ckpt["voxel_size"] = tuple(ckpt["voxel_size"])
+    ckpt["state_dict"] = state
+    return ckpt
+
+
 def _torch_load_reason(err: BaseException) -> str:
     """The informative line of torch.load's (long, generic) error message."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
@@ -231,8 +298,6 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    from .bioimageio._package import is_package, read_package_checkpoint
-
     try:
         if is_package(path):  # a bioimage.io package napari-unet exported: its weights and napari_unet.json
             ckpt = read_package_checkpoint(path, CheckpointError)
