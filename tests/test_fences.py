@@ -29,6 +29,7 @@ ENGINE = (
     "napari_unet.model",
     "napari_unet.device",
     "napari_unet.checkpoint",
+    "napari_unet.bioimageio",
     "napari_unet.predict",
     "napari_unet.train",
 )
