@@ -61,8 +61,9 @@ def device_choice(**kwargs: Any) -> ComboBox:
 
 
 def model_file_edit() -> FileEdit:
-    """The (initially hidden) "model file" chooser of both widgets: an existing ``.pt`` checkpoint."""
-    return FileEdit(label="model file", mode="r", filter="*.pt *.pth", visible=False)
+    """The (initially hidden) "model file" chooser of both widgets: an existing ``.pt`` checkpoint, or a bioimage.io
+    package (``.zip``) exported by napari-unet."""
+    return FileEdit(label="model file", mode="r", filter="*.pt *.pth *.zip", visible=False)
 
 
 NO_RECENT = ""  # the recent-models list's first entry: nothing chosen
