@@ -182,3 +182,15 @@ def test_model_card_names_classes_training_and_terms(exported):
     ):
         assert text in card
     assert meta["label_values"] == LABELS and "state_dict" not in meta
+
+
+def test_the_docks_model_loader_reads_the_package(exported):
+    from napari_unet._widgets._segment_job import load_grayscale_model
+
+    pt, package, _ = exported["valid"]
+    model, meta = load_grayscale_model(package)
+    reference, _ = load_checkpoint(pt)
+    assert meta["label_values"] == LABELS and model.kwargs == reference.kwargs
+    x = torch.rand(1, 1, model.min_input_size + 8, model.min_input_size + 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), reference(x))
