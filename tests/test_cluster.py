@@ -60,6 +60,10 @@ def scheduler(tmp_path_factory):
                     stderr=subprocess.DEVNULL,
                 )
             )
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:  # both workers in before any test counts them
+            client.wait_for_workers(2, timeout=120)
         yield address
     finally:
         for proc in reversed(procs):
