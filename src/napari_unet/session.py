@@ -239,12 +239,26 @@ class ModelSession:
         disk-backed outputs into one (``prefix="output"``). Everything is removed when the session is garbage
         collected or Python exits; a trained model given to :meth:`set` is copied out of it into the data folder.
         """
-        if self._tmp is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="napari-unet-")
         self._runs += 1
-        run = Path(self._tmp.name) / f"{prefix}-{self._runs:03d}"
+        run = self._tmp_root() / f"{prefix}-{self._runs:03d}"
         run.mkdir(parents=True, exist_ok=False)
         return run
+
+    def output_dir(self, name: str) -> Path:
+        """The session's folder ``name`` (created when missing, the same one each time it is asked for).
+
+        A whole-stack segmentation too big for memory writes its resumable store into the folder named after what
+        decides its result, so pressing Segment again after a cancel finds the slices already done. Removed with
+        the session, like :meth:`new_run_dir`'s folders.
+        """
+        folder = self._tmp_root() / f"segment-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _tmp_root(self) -> Path:
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="napari-unet-")
+        return Path(self._tmp.name)
 
 
 _SESSIONS: dict[int, ModelSession] = {}

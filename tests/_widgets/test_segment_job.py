@@ -52,7 +52,7 @@ def test_whole_stack_on_disk_writes_zarr_arrays_of_the_label_dtype(
 ):
     image = np.random.default_rng(1).integers(0, 255, (2, 32, 32)).astype(np.uint8)
     out = drain(segment_job(_request(image, tiny_model[0], probabilities=True, disk_folder=tmp_path)))
-    assert not isinstance(out.labels, np.ndarray) and (tmp_path / "labels.zarr").is_dir()
+    assert not isinstance(out.labels, np.ndarray) and (tmp_path / "segment.zarr" / "labels").is_dir()
     assert out.labels.dtype == np.uint8 and out.probabilities.shape == (2, 2, 32, 32)
     assert_engine_labels(out.labels, tiny_model[0], image)
 
@@ -140,3 +140,56 @@ def test_current_slice_objects_are_that_sections_objects_at_its_z(tiny_model, tm
     )
     assert (tmp_path / "objects.zarr").is_dir() and (tmp_path / "uncertainty.zarr").is_dir()
     assert whole.objects.result.labels.dtype == np.uint32 and whole.uncertainty.shape == image.shape
+
+
+def _until_slice(job, z_stop: int) -> list:
+    """Run ``job`` until it starts slice ``z_stop``, then close it as a cancel does; the records seen."""
+    records = [next(job)]
+    for record in job:
+        records.append(record)
+        if getattr(record, "z", -1) == z_stop:
+            job.close()
+            break
+    return records
+
+
+def test_a_stack_on_disk_resumes_after_a_cancel_and_equals_an_uninterrupted_run(tiny_model, tmp_path):
+    from napari_unet._widgets._disk_run import DiskOutputs, DiskRun
+
+    image = np.random.default_rng(3).integers(0, 255, (5, 40, 40)).astype(np.uint8)
+    whole = drain(segment_job(_request(image, tiny_model[0], probabilities=True, disk_folder=tmp_path / "a")))
+    expected_labels = np.asarray(whole.labels).copy()
+    expected_probs = np.asarray(whole.probabilities).copy()
+
+    folder = tmp_path / "b"
+    req = _request(image, tiny_model[0], probabilities=True, disk_folder=folder, image_key="em")
+    records = _until_slice(segment_job(req), 3)
+    first = records[0]
+    assert isinstance(first, DiskOutputs) and first.done_before == 0 and first.total == 5
+    assert first.run.pending() == [3, 4]  # slices 0-2 written and marked done before the cancel
+    np.testing.assert_array_equal(np.asarray(first.labels)[:3], expected_labels[:3])  # visible while it ran
+
+    records = []
+    out = drain(segment_job(req), records.append)
+    assert isinstance(records[0], DiskOutputs) and records[0].done_before == 3
+    assert {r.z for r in records[1:]} == {3, 4}  # only the rest was predicted
+    assert any("resumed: 3 of 5" in note for note in out.result.notes)
+    np.testing.assert_array_equal(np.asarray(out.labels), expected_labels)  # bit for bit
+    np.testing.assert_array_equal(np.asarray(out.probabilities), expected_probs)
+    assert DiskRun.open(folder, {"other": "run"}, image.shape, np.uint8, None).pending() == list(range(5))
+
+
+def test_a_finished_or_different_run_on_disk_starts_again(tiny_model, tmp_path):
+    from napari_unet._widgets._disk_run import DiskOutputs
+
+    image = np.random.default_rng(4).integers(0, 255, (3, 32, 32)).astype(np.uint8)
+    req = _request(image, tiny_model[0], disk_folder=tmp_path, image_key="em")
+    drain(segment_job(req))  # finished: Segment again predicts everything again
+    records = []
+    drain(segment_job(req), records.append)
+    assert records[0].done_before == 0 and {r.z for r in records[1:]} == {0, 1, 2}
+
+    _until_slice(segment_job(req), 2)
+    for changed in (dict(tta=True), dict(image_key="another image"), dict(tile=32)):
+        records = _until_slice(segment_job(dataclasses.replace(req, **changed)), 0)
+        assert isinstance(records[0], DiskOutputs) and records[0].done_before == 0, changed

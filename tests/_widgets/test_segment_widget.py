@@ -226,3 +226,50 @@ def test_cancel_leaves_layers_unchanged(make_napari_viewer, qtbot, tiny_model):
     assert [layer.name for layer in viewer.layers] == ["big"]
     assert w.run_button.text == "Segment"
     assert "cancelled" in w.status.value
+
+
+def test_a_big_stack_fills_a_layer_on_disk_that_survives_a_cancel_and_resumes(
+    make_napari_viewer, qtbot, tiny_model, monkeypatch, assert_engine_labels
+):
+    import re
+
+    from napari_unet._widgets import _filling
+
+    monkeypatch.setattr(segment_module, "RAM_FRACTION", 1e-9)  # every stack counts as "bigger than RAM"
+    monkeypatch.setattr(_filling, "REFRESH_SECONDS", 0.05)
+    viewer = make_napari_viewer()
+    data = _image((30, 256, 256))  # long enough for a cancel half-way
+    viewer.add_image(data, name="big")
+    w = _widget(viewer, tiny_model)
+    w.tile.value = "64"  # several tiles per slice: several records per slice
+    seen = {}
+
+    def watch(record):  # in the GUI thread, while the job runs
+        if getattr(record, "z", 0) >= 2 and "layer" not in seen:
+            seen["layer"] = viewer.layers["big U-Net"]  # there before the run ends
+            seen["first"] = np.asarray(seen["layer"].data[0]).copy()  # slice 0 is filled in already
+            w.runner.cancel()
+
+    assert w.run()
+    w.runner.worker.yielded.connect(watch)
+    with qtbot.waitSignal(w.runner.finished, timeout=TIMEOUT) as blocker:
+        pass
+    assert blocker.args[0].cancelled and "layer" in seen
+    layer = viewer.layers["big U-Net"]
+    assert layer is seen["layer"] and not isinstance(layer.data, np.ndarray)  # kept, on disk
+    found = re.search(r"(\d+) of 30 slices", w.status.value)
+    assert found and "press Segment again" in w.status.value, w.status.value
+    done = int(found.group(1))
+    assert 2 <= done < 30
+    assert not np.asarray(layer.data[done:]).any()  # the slices not reached are still empty
+
+    records = []
+    assert w.run()
+    w.runner.worker.yielded.connect(records.append)
+    with qtbot.waitSignal(w.runner.finished, timeout=TIMEOUT) as blocker:
+        pass
+    assert not blocker.args[0].cancelled and blocker.args[0].error is None
+    assert {getattr(r, "z", None) for r in records} - {None} == set(range(done, 30))  # only what was left
+    assert viewer.layers["big U-Net"] is layer
+    expected = assert_engine_labels(layer.data, tiny_model[0], data, tile=64)
+    np.testing.assert_array_equal(seen["first"], expected[0])

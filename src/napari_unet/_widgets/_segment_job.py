@@ -24,6 +24,7 @@ from napari_unet.dtypes import labels_dtype
 from napari_unet.instances import InstanceProgress, ObjectsRequest, PredictedObjects, objects_of_prediction
 from napari_unet.uncertainty import entropy
 
+from ._disk_run import DiskOutputs, DiskRun
 from ._jobs import Step
 
 __all__ = [
@@ -86,6 +87,7 @@ class SegmentRequest:
     objects: ObjectsRequest | None = None
     voxel_size: tuple[float, ...] | None = None
     uncertainty: bool = False
+    image_key: str = ""  # which image this is (layer and source): an on-disk run resumes only for the same one
 
     @property
     def needs_probabilities(self) -> bool:
@@ -127,25 +129,28 @@ def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
 
     check_image(req.image, "the image")  # the CLI's check, before any work: a sentence, not a failed prediction
     model, meta = load_grayscale_model(req.model_path)
-    labels_out = probs_out = None
-    if req.z is None and req.disk_folder is not None:
-        labels_out = new_output(req.full_shape, label_dtype(meta["label_values"]), req.disk_folder, "labels")
-        if req.needs_probabilities:
-            n_classes = len(meta["label_values"])
-            shape = req.full_shape[:-2] + (n_classes,) + req.full_shape[-2:]
-            probs_out = new_output(shape, np.dtype(np.float32), req.disk_folder, "probabilities")
-    result = yield from predict_stack(
-        req.image,
-        model,
-        meta,
-        labels_out=labels_out,
-        probabilities_out=probs_out,
-        want_probabilities=req.needs_probabilities,
-        tile=req.tile,
-        batch_size=req.batch_size,
-        device=req.device,
-        tta=req.tta,
-    )
+    if req.z is None and req.disk_folder is not None and len(req.full_shape) == 3:
+        result = yield from _predict_on_disk(req, model, meta)
+    else:
+        labels_out = probs_out = None
+        if req.z is None and req.disk_folder is not None:  # one big 2D image: on disk, in one go
+            values = meta["label_values"]
+            labels_out = new_output(req.full_shape, label_dtype(values), req.disk_folder, "labels")
+            if req.needs_probabilities:
+                shape = (len(values), *req.full_shape)
+                probs_out = new_output(shape, np.dtype(np.float32), req.disk_folder, "probabilities")
+        result = yield from predict_stack(
+            req.image,
+            model,
+            meta,
+            labels_out=labels_out,
+            probabilities_out=probs_out,
+            want_probabilities=req.needs_probabilities,
+            tile=req.tile,
+            batch_size=req.batch_size,
+            device=req.device,
+            tta=req.tta,
+        )
     objects = yield from _objects(req, result.probabilities, meta)
     uncertainty = yield from _uncertainty(req, result.probabilities)
     return SegmentOutput(
@@ -157,6 +162,70 @@ def segment_job(req: SegmentRequest) -> Generator[Any, Any, SegmentOutput]:
         objects=objects,
         uncertainty=uncertainty,
     )
+
+
+def _predict_on_disk(req: SegmentRequest, model: Any, meta: dict) -> Generator[Any, Any, Any]:
+    """A stack too big for memory: into the resumable store of :mod:`._disk_run`, only the slices not done yet.
+
+    Yields a :class:`DiskOutputs` first (the widget shows the labels filling in), then ``predict_stack``'s records.
+    """
+    from napari_unet.config import parse_auto_int
+    from napari_unet.device import select_device
+    from napari_unet.predict import model_digest, predict_stack
+    from napari_unet.predict._stack import TilePlan
+
+    values = [int(v) for v in meta["label_values"]]
+    run = {
+        "image": req.image_key,
+        "shape": list(req.full_shape),
+        "dtype": str(req.image.dtype),
+        "model": model_digest(model),
+        "tile": str(req.tile),
+        "batch_size": str(req.batch_size),
+        "device": req.device,
+        "tta": bool(req.tta),
+        "probabilities": bool(req.needs_probabilities),
+    }
+    store = DiskRun.open(
+        req.disk_folder,
+        run,
+        req.full_shape,
+        label_dtype(values),
+        len(values) if req.needs_probabilities else None,
+    )
+    device = select_device(req.device)
+    if store.plan is None:
+        made = TilePlan.create(
+            model,
+            req.full_shape[-2:],
+            device,
+            tile=parse_auto_int(req.tile, "tile"),
+            batch=parse_auto_int(req.batch_size, "batch_size"),
+            amp=device.type == "cuda",
+            notes=[],
+        )
+        store.record_plan(made.max_tile, made.batch)
+    plan = store.plan
+    yield DiskOutputs(store, store.labels, store.done_before, store.total)
+    result = yield from predict_stack(
+        req.image,
+        model,
+        meta,
+        labels_out=store.labels,
+        probabilities_out=store.probabilities,
+        want_probabilities=req.needs_probabilities,
+        slices=store.pending(),
+        tile=plan["tile"],
+        batch_size=plan["batch_size"],
+        device=device,
+        tta=req.tta,
+        on_written=store.mark_done,
+    )
+    store.finish()
+    notes = result.notes
+    if store.done_before:
+        notes += (f"resumed: {store.done_before} of {store.total} slices were already done",)
+    return dataclasses.replace(result, notes=notes, n_slices=store.total)
 
 
 def _objects(

@@ -33,7 +33,11 @@ from napari.layers import Image, Labels
 from napari_unet.config import parse_auto_int
 from napari_unet.session import ModelSession, SessionModel, session_for
 
+from ._disk_run import DiskOutputs
 from ._dock import bind_shortcut, elide, scroll_body
+from ._filling import Filling
+from ._filling import digest as _digest
+from ._filling import image_key as _image_key
 from ._layers import (
     DEVICES,
     NO_RECENT,
@@ -173,6 +177,7 @@ class SegmentWidget(Container):
             "(0: one class has it all, 1: every class equally likely). Paint there next.",
         )
         self._metas: dict[str, dict] = {}  # classes of model files met in a run (read in the worker)
+        self._filling: Filling | None = None  # the stack being segmented into a layer on disk, while it runs
         self._last_objects: Labels | None = None
         self.objects_group = group = ObjectsControls(self._model_classes)
         self.objects, self.objects_class, self.objects_mode = group.enabled, group.objects_class, group.mode
@@ -314,6 +319,7 @@ class SegmentWidget(Container):
         image = data if z is None else data[z : z + 1]
         voxel_size = known_voxel_size(layer.scale, getattr(layer, "units", None))
         objects = self.objects_group.request(voxel_size, data.ndim, z) if self.objects.value else None
+        image_key = _image_key(layer, data)
         disk = None
         if z is None:
             n_classes = (
@@ -330,8 +336,8 @@ class SegmentWidget(Container):
             lazy = not isinstance(data, np.ndarray)
             if out_bytes > RAM_FRACTION * _available_ram() or (
                 lazy and data.nbytes > RAM_FRACTION * _available_ram()
-            ):
-                disk = self.session.new_run_dir("output")
+            ):  # the same folder for the same image, so that a cancelled run resumes
+                disk = self.session.output_dir(_digest(image_key))
         req = SegmentRequest(
             image=image,
             z=z,
@@ -346,6 +352,7 @@ class SegmentWidget(Container):
             objects=objects,
             voxel_size=voxel_size,
             uncertainty=bool(self.uncertainty.value),
+            image_key=image_key,
         )
         return req, layer
 
@@ -361,8 +368,10 @@ class SegmentWidget(Container):
             f"slice {req.z}" if req.z is not None else "whole image" if len(req.full_shape) == 2 else "stack"
         )
         self.status.value = f"segmenting {where} of '{layer.name}'…"
+        self._filling = None
         self.runner.start(
             lambda: segment_job(req),
+            on_yield=lambda record: self._on_record(record, layer),
             on_done=lambda out: self._on_segmented(out, layer, req),
             on_cancelled=self._on_cancelled,
             on_error=self._on_failed,
@@ -370,17 +379,33 @@ class SegmentWidget(Container):
         )
         return True
 
+    def _on_record(self, record: Any, image: Image) -> None:
+        """A stack segmented on disk: show its labels layer at once, and refresh it as slices are written."""
+        if isinstance(record, DiskOutputs):
+            self._filling = Filling(record, self._stack_labels(record.labels, image))
+            done = f", {record.done_before} of {record.total} slices already done" if record.done_before else ""
+            self.status.value = f"segmenting the stack into '{self._filling.layer.name}' on disk{done}…"
+        elif self._filling is not None:
+            self._filling.refresh()
+
     def _on_cancelled(self, _value: Any) -> None:
-        self.status.value = "cancelled — layers unchanged"
-        notify("Segmentation cancelled; no layer was changed.")
+        filling, self._filling = self._filling, None
+        if filling is None:
+            self.status.value = "cancelled — layers unchanged"
+            notify("Segmentation cancelled; no layer was changed.")
+            return
+        self.status.value = filling.stopped("cancelled")
+        notify("Segmentation cancelled. " + self.status.value)
 
     def _on_failed(self, exc: BaseException) -> None:
-        self.status.value = "failed"
+        filling, self._filling = self._filling, None
+        self.status.value = "failed" if filling is None else filling.stopped("failed")
         self.runner.report_error(exc)
 
     # -- result → layers ------------------------------------------------------------------------------------------
 
     def _on_segmented(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> None:
+        self._filling = None
         if req.model_path is not None:  # its classes are known now: offer them in the objects group
             self._metas[str(req.model_path)] = {k: out.meta.get(k) for k in ("label_values", "class_names")}
             self.objects_group.refresh()
@@ -410,14 +435,7 @@ class SegmentWidget(Container):
         layer = find_owned(self._viewer, "labels", str(image.unique_id))
         owned = owner_metadata("labels", str(image.unique_id))
         if out.z is None:
-            if layer is None:
-                layer = self._viewer.add_labels(
-                    out.labels, name=name, opacity=0.5, metadata=owned, **geometry_of(image)
-                )
-            else:
-                layer.data = out.labels
-                place_on(layer, image)
-            return layer
+            return self._stack_labels(out.labels, image)
         # one slice: write it into a full-size layer, keeping the other slices
         dtype = label_dtype(out.meta["label_values"])
         if (
@@ -436,6 +454,19 @@ class SegmentWidget(Container):
                 layer.data = full
                 place_on(layer, image)
         layer.data[out.z] = np.asarray(out.labels[0]).astype(layer.data.dtype, copy=False)
+        return layer
+
+    def _stack_labels(self, data: Any, image: Image) -> Labels:
+        """The image's labels layer showing ``data`` (the whole stack): added, or the existing one updated."""
+        layer = find_owned(self._viewer, "labels", str(image.unique_id))
+        if layer is None:
+            owned = owner_metadata("labels", str(image.unique_id))
+            return self._viewer.add_labels(
+                data, name=f"{image.name} U-Net", opacity=0.5, metadata=owned, **geometry_of(image)
+            )
+        if layer.data is not data:
+            layer.data = data
+        place_on(layer, image)
         return layer
 
     def _write_objects(self, out: SegmentOutput, image: Image, req: SegmentRequest) -> Labels:
