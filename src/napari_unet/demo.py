@@ -129,6 +129,7 @@ def run_demo(
     from .checkpoint import load_checkpoint
     from .device import describe_device, select_device
     from .io import read_array, write_tiff
+    from .io._atomic import atomic_path
     from .metrics import evaluate, format_metrics
 
     stream = stream or sys.stdout
@@ -164,7 +165,8 @@ def run_demo(
     pred = predict_with_progress(image, model, meta, device=str(dev)).labels
     write_tiff(outputs[1], pred, scale=scale, units=units, labels=True, overwrite=True)
     s = HELD_OUT[1] - 1
-    iio.imwrite(outputs[2], overview_png(image[s], labels[s], pred[s]))
+    with atomic_path(outputs[2]) as tmp:  # whole or not at all, like every file napari-unet writes
+        iio.imwrite(tmp, overview_png(image[s], labels[s], pred[s]), extension=".png")
 
     held = slice(*HELD_OUT)
     metrics = evaluate(pred[held], labels[held], foreground=MEMBRANE)
