@@ -147,11 +147,13 @@ def _snapshot(folder: Path) -> dict[str, str]:
 
 
 def _fill(argv: list, f: dict) -> list[str]:
-    """``{key}`` -> the corpus path; ``@name`` -> a new file of the corpus folder."""
+    """``{key}`` -> the corpus path (``{key}/name``: a path under it); ``@name`` -> a new file of the corpus
+    folder."""
     out = []
     for a in argv:
-        if isinstance(a, str) and a.startswith("{") and a.endswith("}"):
-            out.append(str(f[a[1:-1]]))
+        if isinstance(a, str) and a.startswith("{") and "}" in a:  # "{text}/l.tif": a path under that file
+            key, rest = a[1:].split("}", 1)
+            out.append(str(f[key]) + rest)
         elif isinstance(a, str) and a.startswith("@"):
             out.append(str(f["dir"] / a[1:]))
         else:
@@ -253,6 +255,60 @@ BAD = [
         "not exist",
     ),
     ("predict-out-format", ["predict", "{image}", "--model", "{model}", "-o", "@l.png"], "TIFF"),
+    # under a regular file: no folder can be made there, even by root (who writes into a read-only folder)
+    (
+        "predict-out-under-a-file",
+        ["predict", "{image}", "--model", "{model}", "-o", "{text}/l.tif"],
+        "is a file",
+    ),
+    (
+        "predict-zarr-under-a-file",
+        ["predict", "{image}", "--model", "{model}", "-o", "{text}/l.zarr"],
+        "is a file",
+    ),
+    (
+        "predict-probabilities-under-a-file",
+        ["predict", "{image}", "--model", "{model}", "-o", "@l.tif", "--probabilities", "{text}/p.tif"],
+        "is a file",
+    ),
+    (
+        "predict-measurements-under-a-file",
+        [
+            "predict",
+            "{image}",
+            "--model",
+            "{model}",
+            "-o",
+            "@l.zarr",
+            "--instance-of",
+            "2",
+            "--measurements",
+            "{text}/o.csv",
+        ],
+        "is a file",
+    ),  # fmt: skip
+    (
+        "predict-folder-out-under-a-file",
+        ["predict", "{image}", "{labels}", "--model", "{model}", "-o", "{text}/out/"],
+        "is a file",
+    ),
+    (
+        "predict-zarr-instances-3d",
+        [
+            "predict",
+            "{image}",
+            "--model",
+            "{model}",
+            "-o",
+            "@l.zarr",
+            "--instances",
+            "--instance-of",
+            "2",
+            "--instances-3d",
+            "yes",
+        ],
+        "3D watershed",
+    ),  # fmt: skip
     ("predict-image-4d", ["predict", "{image_4d}", "--model", "{model}", "-o", "@l.tif"], "stack axis"),
     ("predict-image-rgb", ["predict", "{image_rgb}", "--model", "{model}", "-o", "@l.tif"], "colour"),
     ("predict-truncated", ["predict", "{truncated}", "--model", "{model}", "-o", "@l.tif"], "truncated"),
@@ -431,3 +487,26 @@ def test_ctrl_c_in_predict_leaves_no_half_written_file(files, tmp_path):
     assert stopped < 5.0, stopped
     assert not out.exists() or tifffile.imread(out).shape == (60, 256, 256)
     assert sorted(p.name for p in tmp_path.iterdir()) in (["big.tif"], ["big.tif", "big_labels.tif"])
+
+
+@pytest.mark.parametrize("out", ["l.tif", "l.zarr", "sub/"])
+def test_a_read_only_output_folder_is_refused_before_any_work(files, tmp_path, out, capsys, monkeypatch):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root writes anyway: the permission check answers as for a user
+            real = os.access
+            monkeypatch.setattr(
+                os, "access", lambda p, mode: real(p, mode) and not (Path(p) == folder and mode & os.W_OK)
+            )
+        started = time.perf_counter()
+        argv = ["predict", str(files["image"]), "--model", str(files["model"]), "-o", str(folder / out)]
+        if out.endswith("/"):
+            argv.insert(2, str(files["labels"]))  # several inputs: -o is a folder to create
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "not writable" in err and len(err.strip().splitlines()) == 1, err
+        assert time.perf_counter() - started < 5 and not any(folder.iterdir())
+    finally:
+        folder.chmod(0o755)

@@ -120,3 +120,22 @@ def test_slabs_cover_every_slice_once_in_order():
     many = slabs(list(range(10_001)), 8)
     assert sum(many, []) == list(range(10_001)) and len(many) <= 4000
     assert slabs([], 3) == []
+
+
+def test_a_running_scheduler_cuts_the_objects_of_the_single_process_run(tiny, scheduler, tmp_path):  # noqa: F811
+    model, image, _ = tiny
+    objects = [
+        "--instances",
+        "--instance-of",
+        255,
+        "--instance-preset",
+        "cells",
+    ]  # cut on the workers, one wave
+    assert _run(image, model, tmp_path / "one.zarr", tmp_path / "one_p.zarr", *objects) == 0
+    assert (
+        _run(image, model, tmp_path / "two.zarr", tmp_path / "two_p.zarr", *objects, "--scheduler", scheduler)
+        == 0
+    )
+    key = "labels/instances/0"
+    ids = _read(tmp_path / "one.zarr", key)
+    assert ids.max() > 10 and np.array_equal(_read(tmp_path / "two.zarr", key), ids)

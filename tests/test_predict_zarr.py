@@ -80,7 +80,13 @@ def test_zarr_outputs_equal_the_tiff_outputs(tiny, tmp_path):
         ("labels.zarr", ["--probabilities", "p.tif"], "give both as .zarr stores or both as TIFF files"),
         ("labels.tif", ["--workers", "2"], "the workers write into OME-Zarr stores"),
         ("labels.zarr", ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "give one of them"),
-        ("labels.zarr", ["--instances", "--instance-of", "255"], "--instances / --measurements write TIFF"),
+        (
+            "labels.zarr",
+            ["--instances", "--instance-of", "255", "--instances-3d", "yes"],
+            "--instances-3d yes on",
+        ),
+        ("labels.zarr", ["--instances", "i.tif", "--instance-of", "255"], "give both as .zarr stores"),
+        ("labels.tif", ["--instances", "i.zarr", "--instance-of", "255"], "give both as .zarr stores"),
     ],
 )
 def test_outputs_that_cannot_be_written_are_refused_before_any_work(
@@ -92,6 +98,17 @@ def test_outputs_that_cannot_be_written_are_refused_before_any_work(
     assert _predict(image, model, out, *extra) == 2
     assert message in capsys.readouterr().err
     assert time.perf_counter() - started < 5 and not any(tmp_path.iterdir())  # nothing written, no model run
+
+
+def test_auto_3d_objects_are_refused_on_zarr_output_before_any_work(tiny, tmp_path, capsys):
+    model, _, data = tiny
+    iso = tmp_path / "iso.tif"  # 4 x 4 x 4 nm: --instances-3d auto would cut 3D objects
+    tifffile.imwrite(
+        iso, data, imagej=True, resolution=(0.25, 0.25), metadata={"axes": "ZYX", "spacing": 4, "unit": "nm"}
+    )
+    assert _predict(iso, model, tmp_path / "l.zarr", "--instances", "--instance-of", 255) == 2
+    assert "--instances-3d auto (near-isotropic voxels) asks for 3D objects" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iso.tif"]
 
 
 def test_a_finished_store_is_kept_and_other_settings_do_not_resume(tiny, tmp_path, capsys):
@@ -120,7 +137,7 @@ def test_killed_half_way_the_same_command_finishes_and_equals_an_uninterrupted_r
     command = [
         sys.executable, "-m", "napari_unet.cli", "predict", str(tmp_path / "big.tif"), "--model", str(model),
         "-o", str(tmp_path / "l.zarr"), "--probabilities", str(tmp_path / "p.zarr"), "--tile", "48", "--threads", "1",
-        *CPU,
+        "--instances", "--instance-of", "255", *CPU,
     ]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -131,6 +148,7 @@ def test_killed_half_way_the_same_command_finishes_and_equals_an_uninterrupted_r
     done = _done_flags(tmp_path / "l.zarr")
     assert proc.returncode == -signal.SIGKILL and 8 <= done < 40, f"killed after {done} of 40 slices"
     assert store_state(tmp_path / "l.zarr") == "partial" and store_state(tmp_path / "p.zarr") == "partial"
+    assert store_state(tmp_path / "l.zarr" / "labels" / "instances") == "partial"
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -138,9 +156,12 @@ def test_killed_half_way_the_same_command_finishes_and_equals_an_uninterrupted_r
     assert store_state(tmp_path / "l.zarr") == "complete"
 
     assert _predict(tmp_path / "big.tif", model, tmp_path / "ref.zarr", "--probabilities", tmp_path / "refp.zarr",
-                    "--tile", 48) == 0  # fmt: skip
-    for name, ref in (("l.zarr", "ref.zarr"), ("p.zarr", "refp.zarr")):
+                    "--tile", 48, "--instances", "--instance-of", 255) == 0  # fmt: skip
+    for name, ref, key in (
+        ("l.zarr", "ref.zarr", "labels/segmentation/0"),
+        ("p.zarr", "refp.zarr", "0"),
+        ("l.zarr", "ref.zarr", "labels/instances/0"),  # the objects too: cut per slice, linked at the end
+    ):
         a, b = (zarr.open_group(str(tmp_path / n), mode="r") for n in (name, ref))
-        key = "labels/segmentation/0" if name == "l.zarr" else "0"
-        assert np.array_equal(a[key][:], b[key][:]), name
+        assert np.array_equal(a[key][:], b[key][:]), key
     assert np.array_equal(zarr.open_group(str(tmp_path / "l.zarr"), mode="r")["0"][:], image)

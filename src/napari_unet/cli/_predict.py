@@ -37,10 +37,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             args.overwrite,
             instances=args.instances,
             measurements=args.measurements,
+            instance_mode=args.instances_3d,
         )
     except BatchPlanError as err:
         raise CLIError(str(err)) from None
     zarr_jobs = [job for job in jobs if is_zarr_path(job.labels)]
+    if objects is not None:
+        _refuse_3d_objects(zarr_jobs, objects)
     if distributed and len(zarr_jobs) != len(jobs):
         raise CLIError(
             "--workers / --scheduler: the workers write into OME-Zarr stores; give -o LABELS.zarr "
@@ -87,6 +90,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return 1
         print(f"{result.summary()} to {jobs[0].labels.parent}")
     return 0
+
+
+def _refuse_3d_objects(zarr_jobs, objects) -> None:
+    """``--instances-3d auto`` choosing 3D from an input's voxel size, refused before the model loads."""
+    from ..instances import refuse_3d
+
+    for job in zarr_jobs:
+        data, scale, units = _load(job.image)  # lazily: the header and a few slices
+        try:
+            refuse_3d(objects, scale, units, len(data.shape))
+        except ValueError as err:
+            raise CLIError(f"{job.image}: {err}") from None
 
 
 def _objects_request(args: argparse.Namespace):
@@ -197,7 +212,9 @@ def _add_predict(sub, shared: argparse.ArgumentParser) -> None:
         metavar="INSTANCES.tif",
         help="also write the objects of the class --instance-of as uint32 ids unique over the stack: to "
         "INSTANCES.tif, or with no file name (the only form with several inputs) as NAME_instances.tif next to "
-        "each labels file",
+        "each labels file; with -o LABELS.zarr into LABELS.zarr/labels/instances (or the store INSTANCES.zarr), "
+        "cut slice by slice where each slice is predicted (--workers / --scheduler too) and linked, resumable "
+        "(2D + link only)",
     )
     objects.add_argument(
         "--instance-of",

@@ -14,6 +14,7 @@ import math
 import time
 import uuid
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._tasks import model_payload, predict_slab
@@ -43,6 +44,7 @@ def predict_on_cluster(
     amp: bool = True,
     device: str = "auto",
     slab: int | None = None,
+    objects: Any = None,
 ) -> Generator[Any, None, Any]:
     """Predict ``run``'s slices not done on the workers of ``client``; a generator like ``predict_to_zarr``.
 
@@ -61,6 +63,10 @@ def predict_on_cluster(
         Each worker's device: ``"auto"`` spreads the workers over the GPUs of their machine.
     slab : int, optional
         Slices per task (default: see :func:`slabs`).
+    objects : StreamedObjects, optional
+        Each task also cuts its slices' objects (:meth:`napari_unet.instances.SliceObjects.job`); the slices the
+        ``auto`` preset samples run first, then the preset is chosen here, then the rest; this process links the
+        objects at the end, before the stores are marked complete.
 
     Yields
     ------
@@ -72,10 +78,8 @@ def predict_on_cluster(
     -------
     PredictResult
     """
-    from distributed import as_completed
-
-    from ..predict import PredictProgress, model_digest
-    from ..predict._to_zarr import finished_result, resume_record
+    from ..predict import model_digest
+    from ..predict._to_zarr import finished_result, link_objects, resume_record
 
     t0 = time.perf_counter()
     yield resume_record(run)
@@ -94,26 +98,54 @@ def predict_on_cluster(
         "device": str(device),
         **run.plan,
     }
+    # the auto preset's sampled slices go first, alone: the preset is chosen from them before the rest is cut
+    first = [z for z in run.todo if objects is not None and z in objects.waiting]
+    waves = [first, [z for z in run.todo if z not in first]]
+    progress = _Progress(len(run.todo), n_workers)
+    for zs in waves:
+        if objects is not None:
+            job["objects"] = objects.slices.job()
+        yield from _wave(client, shipped, job, slabs(zs, n_workers, slab), progress)
+        if objects is not None and zs is first and first:
+            objects.choose()
+    yield from link_objects(objects, run)
+    where = ", ".join(sorted(progress.devices)) or "no worker needed"
+    return finished_result(run, time.perf_counter() - t0, f"{n_workers} dask worker(s): {where}")
+
+
+@dataclass
+class _Progress:
+    """Slices done over the waves of one run, and the devices that did them."""
+
+    total: int
+    n_workers: int
+    done: int = 0
+    devices: set = field(default_factory=set)
+
+
+def _wave(client: Any, shipped: Any, job: dict, parts: list[list[int]], progress: _Progress):
+    """Submit one task per slab of ``parts`` and yield a record per finished task; cancel the rest on close."""
+    from distributed import as_completed
+
+    from ..predict import PredictProgress
+
     tag = uuid.uuid4().hex[:8]
     futures = [
         client.submit(predict_slab, shipped, job, zs, key=f"napari-unet-slab-{tag}-{zs[0]}", pure=False)
-        for zs in slabs(run.todo, n_workers, slab)
+        for zs in parts
     ]
-    done, devices = 0, set()
     try:
         for future in as_completed(futures):
             report = future.result()
-            done += len(report["zs"])
-            devices.add(report["device"])
+            progress.done += len(report["zs"])
+            progress.devices.add(report["device"])
             yield PredictProgress(
-                done,
-                len(run.todo),
+                progress.done,
+                progress.total,
                 0,
                 0,
-                f"{done}/{len(run.todo)} slices on {n_workers} worker(s)",
+                f"{progress.done}/{progress.total} slices on {progress.n_workers} worker(s)",
                 report["zs"][-1],
             )
     finally:
         client.cancel([f for f in futures if not f.done()])
-    where = ", ".join(sorted(devices)) or "no worker needed"
-    return finished_result(run, time.perf_counter() - t0, f"{n_workers} dask worker(s): {where}")

@@ -62,6 +62,15 @@ def _input(path: str, kind: str) -> Any:
     return found
 
 
+def _objects(job: dict) -> Any:
+    """The slice objects of a job that asks for them (``job["objects"]``), else None."""
+    if not job.get("objects"):
+        return None
+    from ..instances import SliceObjects
+
+    return SliceObjects.from_job(job["objects"])
+
+
 def worker_device(requested: str, worker_name: Any) -> Any:
     """The device of this worker: ``requested`` as given, but ``auto`` with several GPUs spreads the workers.
 
@@ -84,7 +93,9 @@ def worker_device(requested: str, worker_name: Any) -> Any:
 def predict_slab(payload: dict, job: dict, zs: list[int]) -> dict:
     """Predict the slices ``zs`` of ``job`` on this worker; returns ``{"zs", "seconds", "worker", "device"}``.
 
-    Slices already recorded as done (a retried task after a lost worker) are skipped.
+    Slices already recorded as done (a retried task after a lost worker) are skipped. With ``job["objects"]``
+    (:meth:`napari_unet.instances.SliceObjects.job`) each slice's objects are cut from the probabilities just
+    computed and written as local ids (or, while the preset waits, its probability kept) before it counts as done.
     """
     import torch
     from distributed import get_worker
@@ -101,23 +112,33 @@ def predict_slab(payload: dict, job: dict, zs: list[int]) -> dict:
         model, meta = _model(payload)
         source = SliceSource(_input(job["input"], job["kind"]))
         outputs = ZarrOutputs.reopen(job["labels"], job["probabilities"])
-        todo = [z for z in zs if not outputs.is_done(z)]
+        objects = _objects(job)
+        todo = [z for z in zs if not outputs.is_done(z) or (objects is not None and objects.needs(z))]
         device = worker_device(job["device"], worker.name)
+        probabilities = outputs.probabilities
+        if objects is not None:
+            probabilities = objects.tapped(probabilities, model.n_classes)
         if todo:
             stack = source.ndim == 3
+
+            def written(z: int) -> None:
+                if objects is not None:  # its objects first: a slice recorded as done has them
+                    objects.written(z)
+                outputs.slice_done(z, source[z] if stack else source[...])
+
             predict_stack_sync(
                 source,
                 model,
                 meta,
                 labels_out=outputs.labels,
-                probabilities_out=outputs.probabilities,
+                probabilities_out=probabilities,
                 slices=todo,
                 tile=job["tile"],
                 batch_size=job["batch_size"],
                 device=device,
                 tta=job["tta"],
                 amp=job["amp"],
-                on_written=lambda z: outputs.slice_done(z, source[z] if stack else source[...]),
+                on_written=written,
             )
     return {
         "zs": list(zs),

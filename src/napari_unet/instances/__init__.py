@@ -7,7 +7,9 @@ sections by overlap (serial sections), or as one 3D volume with the voxel size (
 
 Rooms: ``_config`` (the frozen :class:`InstanceConfig` and its presets), ``_watershed`` (one image or volume),
 ``_link`` (ids and linking across sections), ``_run`` (the stack generator and its sync twin), ``_measure``
-(the per-object table and its CSV), ``_predicted`` (objects of a U-Net prediction).
+(the per-object table and its CSV), ``_predicted`` (objects of a U-Net prediction), ``_slices`` and ``_streamed``
+(the same objects streamed into an OME-Zarr store: per-slice watershed where each slice is predicted, then a
+resumable linking pass).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from ._run import (
     instances_from_probability_sync,
     resolve_mode,
 )
+from ._slices import ProbabilityTap, SliceObjects
+from ._streamed import StreamedObjects, objects_voxel_size, refuse_3d, sampled_slices, table_unit
 from ._watershed import watershed_objects
 
 __all__ = [
@@ -48,4 +52,11 @@ __all__ = [
     "resolve_mode",
     "watershed_objects",
     "write_measurements_csv",
+    "ProbabilityTap",
+    "SliceObjects",
+    "StreamedObjects",
+    "objects_voxel_size",
+    "refuse_3d",
+    "sampled_slices",
+    "table_unit",
 ]

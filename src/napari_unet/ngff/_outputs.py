@@ -213,6 +213,8 @@ class ZarrOutputs:
         The copy of the input inside the labels store.
     done_before : int
         Slices already done when the stores were opened (0 for new stores).
+    created : bool
+        Whether :meth:`open` made the stores anew (False: an unfinished run resumed).
     """
 
     labels_path: Path
@@ -222,6 +224,7 @@ class ZarrOutputs:
     image: Any
     done: Any = None
     done_before: int = 0
+    created: bool = False
 
     @classmethod
     def open(
@@ -254,7 +257,8 @@ class ZarrOutputs:
         """
         labels_path = Path(labels_path)
         prob_path = Path(probabilities_path) if probabilities_path is not None else None
-        if not cls._resumable(labels_path, prob_path, run, overwrite):
+        created = not cls._resumable(labels_path, prob_path, run, overwrite)
+        if created:
             for path in (labels_path, prob_path):
                 if path is not None and path.exists():
                     if not overwrite:
@@ -263,7 +267,9 @@ class ZarrOutputs:
             if prob_path is not None:
                 _create_probabilities_store(prob_path, spec, run)
             _create_labels_store(labels_path, spec, run)
-        return cls._opened(labels_path, prob_path)
+        outputs = cls._opened(labels_path, prob_path)
+        outputs.created = created
+        return outputs
 
     @staticmethod
     def _resumable(labels_path: Path, prob_path: Path | None, run: dict, overwrite: bool) -> bool:

@@ -14,7 +14,7 @@ import hashlib
 import os
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from ._stack import TilePlan, predict_stack
 __all__ = [
     "ZarrRun",
     "finished_result",
+    "link_objects",
     "model_digest",
     "open_zarr_run",
     "predict_to_zarr",
@@ -60,6 +61,8 @@ class ZarrRun:
     device: torch.device
     todo: list[int]
     source: str
+    spec: OutputSpec | None = None
+    record: dict = field(default_factory=dict)
 
     @property
     def plan(self) -> dict:
@@ -149,16 +152,26 @@ def open_zarr_run(
         )
         plan = {"tile": made.max_tile, "batch_size": made.batch}
         outputs.record_plan(plan)
-    return ZarrRun(outputs, int(plan["tile"]), int(plan["batch_size"]), dev, outputs.pending(), str(source))
+    tile, batch = int(plan["tile"]), int(plan["batch_size"])
+    return ZarrRun(outputs, tile, batch, dev, outputs.pending(), str(source), spec, run)
 
 
 def predict_to_zarr(
-    image: Any, model: UNet, meta: dict | None, run: ZarrRun, *, tta: bool = False, amp: bool = True
+    image: Any,
+    model: UNet,
+    meta: dict | None,
+    run: ZarrRun,
+    *,
+    tta: bool = False,
+    amp: bool = True,
+    objects: Any = None,
 ) -> Generator[PredictProgress, None, PredictResult]:
     """Predict the slices ``run`` has still to do, in this process, into its stores; then mark them complete.
 
     Yields the :class:`PredictProgress` of :func:`napari_unet.predict.predict_stack` (``n_slices`` counts the
     slices of this run, not those done before), after one record saying how many were already done.
+    ``objects`` (a :class:`napari_unet.instances.StreamedObjects`, whose ``prepare`` gave ``run.todo``) cuts each
+    slice's objects right after it is predicted and links them before the stores are marked complete.
 
     Returns
     -------
@@ -172,8 +185,13 @@ def predict_to_zarr(
     is_stack = source.ndim == 3
     notes: tuple[str, ...] = ()
     if run.todo:
+        probabilities = outputs.probabilities
+        if objects is not None:
+            probabilities = objects.slices.tapped(probabilities, model.n_classes)
 
         def written(z: int) -> None:
+            if objects is not None:  # its objects first: a slice recorded as done has them
+                objects.written(z)
             outputs.slice_done(z, source[z] if is_stack else source[...])
 
         result = yield from predict_stack(
@@ -181,7 +199,7 @@ def predict_to_zarr(
             model,
             meta,
             labels_out=outputs.labels,
-            probabilities_out=outputs.probabilities,
+            probabilities_out=probabilities,
             slices=run.todo,
             device=run.device,
             tta=tta,
@@ -190,7 +208,18 @@ def predict_to_zarr(
             **run.plan,
         )
         notes = result.notes
+    yield from link_objects(objects, run)
     return finished_result(run, time.perf_counter() - t0, describe_device(run.device), notes)
+
+
+def link_objects(objects: Any, run: ZarrRun) -> Generator[PredictProgress, None, None]:
+    """Complete ``objects`` (link, measure; nothing when None), as records of a finished prediction."""
+    if objects is None:
+        return
+    n = len(run.todo)
+    for rec in objects.complete():
+        message = f"objects: {rec.done}/{rec.total} slice(s) linked, {rec.n_objects} so far"
+        yield PredictProgress(n, n, 0, 0, message, rec.done - 1)
 
 
 def resume_record(run: ZarrRun) -> PredictProgress:
