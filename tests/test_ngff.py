@@ -158,3 +158,38 @@ def test_napari_opens_the_stores_with_napari_unet_and_napari_ome_zarr(tmp_path):
     from napari_unet._zarr_reader import get_reader
 
     assert get_reader(str(tmp_path / "x.tif")) is None and get_reader(str(tmp_path / "missing.zarr")) is None
+
+
+def test_instances_are_a_second_label_image_that_resumes_and_napari_opens(tmp_path):
+    import npe2
+
+    from napari_unet.ngff import InstanceStore, ZarrOutputError, instances_group
+
+    npe2.PluginManager.instance().discover()
+    labels = tmp_path / "em.zarr"
+    outputs = ZarrOutputs.open(labels, tmp_path / "em_p.zarr", SPEC, RUN)
+    _fill(outputs, range(3))
+    path = instances_group(labels)
+    store = InstanceStore.open(path, SPEC.shape, SPEC.scale, SPEC.units, RUN, resume=False, overwrite=False)
+    store.write_local(0, np.ones(SPEC.shape[1:], np.uint32))
+    store.write_linked(0, np.full(SPEC.shape[1:], 7, np.uint32), 7)
+    assert store_state(path) == "partial" and store.link_position() == (1, 7)
+    # the same run resumes where it stopped; other settings are refused without --overwrite
+    again = InstanceStore.open(path, SPEC.shape, SPEC.scale, SPEC.units, RUN, resume=True, overwrite=False)
+    assert again.slice_state(0) == 2 and again.link_position() == (1, 7)
+    with pytest.raises(ZarrOutputError, match="other settings; pass --overwrite"):
+        InstanceStore.open(
+            path, SPEC.shape, SPEC.scale, SPEC.units, {**RUN, "tta": True}, resume=True, overwrite=False
+        )
+    with pytest.raises(ZarrOutputError, match="not linked yet"):
+        again.finish(7)
+    for z in (1, 2):
+        again.write_linked(z, np.full(SPEC.shape[1:], 7, np.uint32), 7)
+    again.finish(7)
+    assert store_state(path) == "complete" and sorted(zarr.open_group(str(path), mode="r").keys()) == ["0"]
+    assert outputs.finish()
+    for plugin in ("napari-unet", "napari-ome-zarr"):
+        layers = npe2.read([str(labels)], plugin_name=plugin, stack=False)
+        assert sorted(kind for _, _, kind in layers) == ["image", "labels", "labels"], plugin
+        data = [d[0] if isinstance(d, list) else d for d, _, kind in layers if kind == "labels"]
+        assert any(np.asarray(d).dtype == np.uint32 and int(np.asarray(d).max()) == 7 for d in data), plugin
