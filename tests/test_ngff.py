@@ -193,3 +193,18 @@ def test_instances_are_a_second_label_image_that_resumes_and_napari_opens(tmp_pa
         assert sorted(kind for _, _, kind in layers) == ["image", "labels", "labels"], plugin
         data = [d[0] if isinstance(d, list) else d for d, _, kind in layers if kind == "labels"]
         assert any(np.asarray(d).dtype == np.uint32 and int(np.asarray(d).max()) == 7 for d in data), plugin
+
+
+def test_a_standalone_instances_store_opens_as_labels_in_napari_unet(tmp_path):
+    from napari_unet._zarr_reader import read_zarr_layers
+    from napari_unet.ngff import InstanceStore
+
+    path = tmp_path / "ids.zarr"  # what `--instances ids.zarr` writes: a label image at the store's root
+    store = InstanceStore.open(path, SPEC.shape, SPEC.scale, SPEC.units, RUN, resume=False, overwrite=False)
+    for z in range(SPEC.shape[0]):
+        store.write_local(z, np.ones(SPEC.shape[1:], np.uint32))
+        store.write_linked(z, np.full(SPEC.shape[1:], 5, np.uint32), 5)
+    store.finish(5)
+    [(data, kwargs, kind)] = read_zarr_layers(str(path))
+    assert kind == "labels" and int(np.asarray(data).max()) == 5
+    assert tuple(kwargs["scale"]) == tuple(SPEC.scale)

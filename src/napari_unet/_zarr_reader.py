@@ -2,7 +2,8 @@
 
 No Qt, no torch. napari calls :func:`get_reader` for a path; only names ending in ``.zarr`` that hold an OME-NGFF
 image (``multiscales``) or a plain Zarr array are taken. The reader gives the image (one layer, or one per class
-for a probabilities store, whose first axis is the channel), and each label image under ``labels/`` as a Labels
+for a probabilities store, whose first axis is the channel; a Labels layer for a store that is itself a label image,
+``image-label`` metadata, such as ``--instances IDS.zarr``), and each label image under ``labels/`` as a Labels
 layer, all lazily (dask over the store's chunks, so a store still being filled shows the slices written so far)
 and with the voxel size of the coordinate transformations. napari-ome-zarr opens the same stores.
 """
@@ -55,9 +56,8 @@ def read_zarr_layers(path: str | Sequence[str]) -> list[LayerData]:
         kwargs = {"channel_axis": 0, "scale": scale, "name": [f"{name}: {c}" for c in channels] or None}
         return [(da.from_zarr(array), {k: v for k, v in kwargs.items() if v is not None}, "image")]
     data, scale, _ = read_zarr_image(path)
-    layers = [
-        (da.asarray(data) if not hasattr(data, "dask") else data, {"name": name, "scale": scale}, "image")
-    ]
+    kind = "labels" if isinstance(node, zarr.Group) and "image-label" in node.attrs else "image"
+    layers = [(da.asarray(data) if not hasattr(data, "dask") else data, {"name": name, "scale": scale}, kind)]
     if isinstance(node, zarr.Group) and "labels" in node:
         for label in node["labels"].attrs.get("labels", []):
             group = node["labels"][label]
