@@ -48,6 +48,19 @@ def napari_unet(*args: str) -> None:
     subprocess.run([*cmd, *args], check=True)
 
 
+def fix_slices(where: str, round_index: int) -> list[int]:
+    """The slices the simulated user looks at after round ``round_index`` (all in the training part 0-129).
+
+    ``painted``: the scribbled slices. ``more``: those, and every slice looked at in earlier rounds, and 5 new ones
+    between them (8, 16, 24 slices further on), as a user scrolling through the stack for mistakes would.
+    """
+    looked = list(PAINTED)
+    if where == "more":
+        for r in range(round_index + 1):
+            looked += [(z + 8 * (r + 1)) % 130 for z in PAINTED]
+    return sorted(set(looked))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -57,6 +70,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-scratch", action="store_true", help="round 0 from random weights")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--fix-on",
+        choices=["painted", "more"],
+        default="painted",
+        help="where the simulated user paints corrections: the 5 scribbled slices only (painted), or those and 5 "
+        "more slices of the training part each round, as a user scrolling the stack would (more)",
+    )
+    parser.add_argument(
+        "--iterations", type=int, help="an iteration budget per round instead of --seconds (A/B at equal work)"
+    )
+    parser.add_argument(
+        "--train-args", default="", help="more options for every `napari-unet train`, e.g. '--val-fraction 0'"
+    )
+    parser.add_argument(
+        "--fine-tune-args", default="", help="more options for the correction rounds' `train --init` only"
+    )
     args = parser.parse_args(argv)
     import tifffile
 
@@ -74,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="cli-rounds-") as tmp:
         d = Path(tmp)
         tifffile.imwrite(d / "stack.tif", images[:130], metadata={"axes": "ZYX"})
-        tifffile.imwrite(d / "painted.tif", images[list(PAINTED)], metadata={"axes": "ZYX"})
         tifffile.imwrite(d / "held_out.tif", images[HELD_OUT.start : HELD_OUT.stop], metadata={"axes": "ZYX"})
         fix_rng = np.random.default_rng(args.seed + 1)
         t0 = time.monotonic()
@@ -92,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 str(d / "strokes.tif"),
                 "-o",
                 str(model),
-                "--minutes",
-                minutes,
+                *(["--iterations", str(args.iterations)] if args.iterations else ["--minutes", minutes]),
+                *args.train_args.split(),
+                *(args.fine_tune_args.split() if r else []),
                 "--seed",
                 str(args.seed + r),
                 *start,
@@ -106,18 +135,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r}: mitochondria IoU on slices 135-164 = {scores[-1]:.3f}", flush=True)
             if r == args.rounds:
                 break
+            looked_at = fix_slices(args.fix_on, r)
+            tifffile.imwrite(d / "looked.tif", images[looked_at], metadata={"axes": "ZYX"})
             napari_unet(
-                "predict", str(d / "painted.tif"), "--model", str(model), "-o", str(d / "pp.tif"), *common
+                "predict", str(d / "looked.tif"), "--model", str(model), "-o", str(d / "pp.tif"), *common
             )
             pred = tifffile.imread(d / "pp.tif")
-            for i, z in enumerate(PAINTED):
+            for i, z in enumerate(looked_at):
                 fix = corrections(pred[i], truth[z], fix_rng)
                 strokes[z] = np.where(fix > 0, fix, strokes[z])
     body = os.environ.get("NAPARI_UNET_PRETRAINED") or (
         "none (from scratch)" if args.from_scratch else "shipped"
     )
     print(
-        f"\npretrained body: {body}; {args.seconds:g} s of training a round; {time.monotonic() - t0:.0f} s in all"
+        f"\npretrained body: {body}; {f'{args.iterations} iterations' if args.iterations else f'{args.seconds:g} s'} "
+        f"of training a round {args.train_args} (corrections: {args.fine_tune_args}); corrections on {args.fix_on} slices; "
+        f"{time.monotonic() - t0:.0f} s in all"
     )
     print("| round | " + " | ".join(str(r) for r in range(len(scores))) + " |")
     print("|---|" + "---:|" * len(scores))

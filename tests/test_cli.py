@@ -188,6 +188,17 @@ def test_train_options_reach_the_checkpoint(tiny_stack, strokes, tmp_path):
     assert extra["val_slices"] == [1] and extra["train_slices"] == [0, 2]
 
 
+def test_val_fraction_zero_trains_on_every_painted_slice(tiny_stack, strokes, tmp_path, capsys):
+    img_path, *_ = tiny_stack
+    meta = _train(img_path, strokes, tmp_path / "m.pt", *TINY, "--iterations", "1", "--val-fraction", "0")
+    assert meta["extra"]["train_config"]["val_fraction"] == 0.0
+    assert not meta["extra"]["val_slices"] and len(meta["extra"]["train_slices"]) == 3
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", str(img_path), str(strokes), "-o", str(tmp_path / "n.pt"), "--val-fraction", "1"])
+    assert "--val-fraction must be a number from 0 to below 1" in capsys.readouterr().err
+
+
 def test_sparse_is_the_default(tiny_stack, strokes, tmp_path):
     img_path, *_ = tiny_stack
     meta = _train(img_path, strokes, tmp_path / "m.pt", *TINY, "--iterations", "1")

@@ -49,6 +49,21 @@ def _positive_float(name: str) -> Callable[[str], float]:
     return parse
 
 
+def _fraction(name: str) -> Callable[[str], float]:
+    """argparse type: a share, a number from 0 (included) to 1 (excluded)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be a number from 0 to below 1, got {text!r}")
+        return value
+
+    return parse
+
+
 def _parse_slices(text: str | None, option: str) -> tuple[int, int] | None:
     if text is None:
         return None

@@ -14,6 +14,7 @@ from ._common import (
     _check_input,
     _check_output,
     _command,
+    _fraction,
     _int_at_least,
     _load_image,
     _parse_slices,
@@ -36,6 +37,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         "iterations": args.iterations,
         "minutes": args.minutes,
         "val_slices": _parse_slices(args.val_slices, "--val-slices"),
+        "val_fraction": args.val_fraction,
         "start": "scratch" if args.from_scratch else None,
     }
     config = TrainConfig.preset(
@@ -133,6 +135,13 @@ def _add_train(sub, shared: argparse.ArgumentParser) -> None:
         "--dense", action="store_true", help="every label value is a class (e.g. ground truth 0/255)"
     )
     p.add_argument("--val-slices", metavar="A:B", help="hold out slices A..B-1 for validation")
+    p.add_argument(
+        "--val-fraction",
+        type=_fraction("--val-fraction"),
+        metavar="F",
+        help="share of the annotated slices (or strokes, on a single slice) held out for validation; 0 trains on "
+        "every stroke and keeps the last weights (default: see TrainConfig.val_fraction)",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument(
         "--minutes",
